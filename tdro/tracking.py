@@ -1,0 +1,76 @@
+"""W&B as a projection of what stages and the catalog hold; offline by default.
+
+Jobs call `StageTracker.start(...)` to log live curves (on the main process only); the runner logs
+summaries after ingest. Imports no torch; wandb itself is imported only when tracking is on.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from tdro.enums import TrackingMode
+from tdro.spec.experiment import TrackingSpec
+
+
+class StageTracker:
+    """One W&B run per stage: group = experiment, job_type = stage kind, config = resolved spec."""
+
+    def __init__(self, run: Any | None) -> None:
+        self._run = run
+
+    @classmethod
+    def start(
+        cls,
+        tracking: TrackingSpec,
+        *,
+        experiment: str,
+        kind: str,
+        stage_id: str,
+        folder: str | Path,
+        config: dict[str, Any] | None = None,
+        enabled: bool = True,
+    ) -> StageTracker:
+        if not enabled or tracking.mode is TrackingMode.disabled:
+            return cls(None)
+        import wandb
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        run = wandb.init(
+            project=tracking.project,
+            entity=tracking.entity,
+            mode=tracking.mode.value,
+            group=experiment,
+            job_type=kind,
+            name=f"{kind}-{stage_id[:12]}",
+            id=f"{kind}-{stage_id[:12]}",
+            resume="allow",
+            config=config or {},
+            dir=str(folder),
+            reinit="create_new",
+        )
+        return cls(run)
+
+    @property
+    def active(self) -> bool:
+        return self._run is not None
+
+    def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        if self._run is not None:
+            self._run.log(metrics, step=step)
+
+    def table(self, key: str, columns: list[str], rows: list[list[Any]]) -> None:
+        if self._run is not None:
+            import wandb
+
+            self._run.log({key: wandb.Table(columns=columns, data=rows)})
+
+    def summary(self, values: dict[str, Any]) -> None:
+        if self._run is not None:
+            self._run.summary.update(values)
+
+    def finish(self) -> None:
+        if self._run is not None:
+            self._run.finish()
+            self._run = None
