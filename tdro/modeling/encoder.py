@@ -1,9 +1,18 @@
 """A dense retriever: a Hugging Face model (encoder or decoder) + pooling + optional L2 normalisation.
 
-Query and passage towers are tied (one model). `forward` takes tokenised input and returns one vector per
-sequence. `save_pretrained` writes a folder that `transformers` loads directly and that records, in
-`tdro_retriever.json`, everything needed to use it again (pooling, normalisation, prompts, max lengths),
-so evaluation retypes no flag.
+Query and passage towers are tied (one model). `forward(input_ids, attention_mask, **extra)` returns one
+vector per sequence (float32; L2-normalised when the config says so, i.e. score `cos`; otherwise `dot`).
+The temperature is applied in the loss, not here.
+
+- `Encoder.from_pretrained(path, config=None, *, dtype, trust_remote_code)`: a folder or hub id; `config`
+  defaults to the folder's tdro_retriever.json. A model that cannot be loaded is a `UserError`.
+- `Encoder.from_card(card)`: the same from a registry model card (source, dtype, pooling, gradient
+  checkpointing).
+- `save_pretrained(folder)`: HF weights + tokenizer + tdro_retriever.json + sentence-transformers module
+  files, so `transformers.AutoModel` and `sentence_transformers.SentenceTransformer` load it directly.
+
+Parameters that never receive a gradient in retrieval (BERT's pooler head) are frozen, so DDP needs no
+`find_unused_parameters`; they are still saved.
 """
 
 from __future__ import annotations
@@ -17,8 +26,16 @@ from torch import nn
 from tdro.errors import UserError
 from tdro.modeling.config import RetrieverConfig
 from tdro.modeling.pooling import pool
+from tdro.modeling.st_files import write_st_files
+from tdro.spec.cards import ModelCard
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_FORWARD_EXTRAS = ("token_type_ids", "position_ids")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Encoder(nn.Module):
@@ -27,6 +44,9 @@ class Encoder(nn.Module):
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
+        unused = getattr(model, "pooler", None)  # BERT-style pooler: not part of the retrieval graph
+        if isinstance(unused, nn.Module):
+            unused.requires_grad_(False)
 
     @classmethod
     def from_pretrained(
@@ -49,9 +69,8 @@ class Encoder(nn.Module):
             model = AutoModel.from_pretrained(
                 str(path), dtype=_DTYPES[str(dtype)], trust_remote_code=trust_remote_code
             )
-        except (OSError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"model {path}: cannot be loaded ({first})") from None
+        except (OSError, ValueError, KeyError, ImportError) as exc:
+            raise UserError(f"model {path}: cannot be loaded ({_first_line(exc)})") from None
         tokenizer.padding_side = config.padding_side.value
         if tokenizer.pad_token is None:
             # Decoders often lack a pad token; padding positions are masked, so EOS serves.
@@ -60,22 +79,42 @@ class Encoder(nn.Module):
             tokenizer.pad_token = tokenizer.eos_token
         return cls(model, tokenizer, config)
 
+    @classmethod
+    def from_card(cls, card: ModelCard, *, path: str | None = None) -> Encoder:
+        """The base model of a card (`path` overrides the card's source, e.g. a resolved local copy)."""
+        from tdro.modeling.source import resolve_model_path
+
+        source = path or resolve_model_path(card.source)
+        encoder = cls.from_pretrained(
+            source, card.retriever_config(), dtype=card.dtype.value, trust_remote_code=card.trust_remote_code
+        )
+        if card.gradient_checkpointing:
+            encoder.enable_gradient_checkpointing()
+        return encoder
+
+    def enable_gradient_checkpointing(self) -> None:
+        if not getattr(self.model, "supports_gradient_checkpointing", False):
+            raise UserError(f"model {type(self.model).__name__}: does not support gradient checkpointing")
+        self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
     @property
     def dim(self) -> int:
         return int(self.model.config.hidden_size)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
-        kwargs = {k: v for k, v in extra.items() if k == "token_type_ids"}
+        kwargs = {k: v for k, v in extra.items() if k in _FORWARD_EXTRAS}
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
-        reps = pool(hidden, attention_mask, self.config.pooling)
+        reps = pool(hidden, attention_mask, self.config.pooling).float()
         if self.config.normalize:
-            reps = F.normalize(reps.float(), dim=-1)
+            reps = F.normalize(reps, dim=-1)
         return reps
 
     def save_pretrained(self, folder: str | Path) -> Path:
+        """Write the retriever folder (the caller makes it atomic: write to a temp name, then rename)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(folder, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
         self.config.save(folder)
+        write_st_files(folder, self.config, self.dim)
         return folder

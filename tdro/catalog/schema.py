@@ -1,0 +1,134 @@
+"""The catalog schema, versioned: `schema_version` holds the applied version; migrations are functions.
+
+Tables (one concept each; `stage_id` is the full 64-hex stage id):
+- `experiments(name, spec_path, spec, updated)` — the resolved spec as JSON.
+- `arms(experiment, arm, assignments, spec, base_model, <flattened spec columns>)` — one row per arm; each
+  scalar leaf of the arm's spec becomes a column named by its path joined with `_` (`dro_measure`,
+  `dro_eta`, `train_steps`, ...; lists are JSON text). New spec fields add columns on ingest.
+- `stages(stage_id, kind, status, started, finished, seconds, git_commit, output_dir, inputs, identity,
+  result, ingested)` — status is `complete` or `failed`.
+- `stage_arms(stage_id, experiment, arm, measure, transfer)` — which arm uses which stage in which role:
+  `transfer` is `baseline` for the reference model and its evaluation, a transfer label (`top_percent_70`,
+  `reweight`, `uniform`) for a stage-2 model and its evaluation, NULL for stage 1.
+- `datasets(name, fingerprint, path, rows, language, category, symmetric)`.
+- `mixture_weights(stage_id, source, dataset, weight)` — source `initial|curr|mean|ema` for stage 1,
+  `mixture` for the sampling weights a training stage used.
+- `trajectory_rows(stage_id, step, dataset, alpha, alpha_mean, alpha_ema, group_measure, proxy_loss,
+  ref_loss, samples)`, `train_metrics(stage_id, step, loss, lr, dataset, grad_norm, seconds)`,
+  `eval_metrics(stage_id, benchmark, split, metric, value, num_queries, num_docs, top_k,
+  ignore_identical_ids)`.
+Views (the public surface): `results`, `weights`, `trajectory` — see `VIEWS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+
+Migration = Callable[[duckdb.DuckDBPyConnection], None]
+
+
+def _v1(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("""
+        CREATE TABLE experiments (
+            name VARCHAR NOT NULL, spec_path VARCHAR, spec JSON, updated TIMESTAMP
+        );
+        CREATE TABLE arms (
+            experiment VARCHAR NOT NULL, arm VARCHAR NOT NULL, assignments JSON, spec JSON,
+            base_model VARCHAR
+        );
+        CREATE TABLE stages (
+            stage_id VARCHAR NOT NULL, kind VARCHAR NOT NULL, status VARCHAR NOT NULL,
+            started TIMESTAMP, finished TIMESTAMP, seconds DOUBLE, git_commit VARCHAR,
+            output_dir VARCHAR, inputs JSON, identity JSON, result JSON, ingested TIMESTAMP
+        );
+        CREATE TABLE stage_arms (
+            stage_id VARCHAR NOT NULL, experiment VARCHAR NOT NULL, arm VARCHAR NOT NULL,
+            measure VARCHAR, transfer VARCHAR
+        );
+        CREATE TABLE datasets (
+            name VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL, path VARCHAR, rows BIGINT,
+            language VARCHAR, category VARCHAR, symmetric BOOLEAN
+        );
+        CREATE TABLE mixture_weights (
+            stage_id VARCHAR NOT NULL, source VARCHAR NOT NULL, dataset VARCHAR NOT NULL, weight DOUBLE
+        );
+        CREATE TABLE trajectory_rows (
+            stage_id VARCHAR NOT NULL, step BIGINT, dataset VARCHAR, alpha DOUBLE, alpha_mean DOUBLE,
+            alpha_ema DOUBLE, group_measure DOUBLE, proxy_loss DOUBLE, ref_loss DOUBLE, samples BIGINT
+        );
+        CREATE TABLE train_metrics (
+            stage_id VARCHAR NOT NULL, step BIGINT, loss DOUBLE, lr DOUBLE, dataset VARCHAR,
+            grad_norm DOUBLE, seconds DOUBLE
+        );
+        CREATE TABLE eval_metrics (
+            stage_id VARCHAR NOT NULL, benchmark VARCHAR NOT NULL, split VARCHAR, metric VARCHAR NOT NULL,
+            value DOUBLE, num_queries BIGINT, num_docs BIGINT, top_k BIGINT, ignore_identical_ids BOOLEAN
+        );
+    """)
+    for sql in VIEWS.values():
+        con.execute(sql)
+
+
+VIEWS: dict[str, str] = {
+    # A stage shared by several arms appears once per arm; the reference model's evaluation is the
+    # `baseline` (measure NULL), a stage-2 model's carries its transfer label and its stage 1's measure.
+    "results": """
+        CREATE OR REPLACE VIEW results AS
+        SELECT sa.experiment, sa.arm, sa.measure, sa.transfer, a.base_model,
+               m.benchmark, m.metric, m.value, m.stage_id
+        FROM eval_metrics m
+        JOIN stage_arms sa ON sa.stage_id = m.stage_id
+        JOIN arms a ON a.experiment = sa.experiment AND a.arm = sa.arm
+    """,
+    "weights": """
+        CREATE OR REPLACE VIEW weights AS
+        SELECT sa.experiment, sa.arm, sa.measure, w.source, w.dataset, w.weight, w.stage_id
+        FROM mixture_weights w
+        JOIN stage_arms sa ON sa.stage_id = w.stage_id
+        WHERE w.source IN ('curr', 'mean', 'ema')
+    """,
+    "trajectory": """
+        CREATE OR REPLACE VIEW trajectory AS
+        SELECT sa.experiment, sa.arm, sa.measure, t.step, t.dataset, t.alpha, t.group_measure,
+               t.proxy_loss, t.ref_loss
+        FROM trajectory_rows t
+        JOIN stage_arms sa ON sa.stage_id = t.stage_id
+    """,
+}
+
+# Append-only: version i+1 is MIGRATIONS[i]. Never edit a released migration; add one.
+MIGRATIONS: list[Migration] = [_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def current_version(con: duckdb.DuckDBPyConnection) -> int:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+    ).fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Bring the catalog to SCHEMA_VERSION, each migration in its own transaction. Returns the version."""
+    version = current_version(con)
+    if version > SCHEMA_VERSION:
+        from tdro.errors import UserError
+
+        raise UserError(f"catalog schema version {version} is newer than this tdro ({SCHEMA_VERSION})")
+    while version < SCHEMA_VERSION:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, applied TIMESTAMP)")
+            MIGRATIONS[version](con)
+            version += 1
+            con.execute("INSERT INTO schema_version VALUES (?, now())", [version])
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+    return version

@@ -1,0 +1,79 @@
+"""One line of the training format, decoded and validated in one C-level pass (msgspec).
+
+A line is a JSON object with `query` (non-blank string), `positive_passages` (non-empty list) and
+optionally `negative_passages` (list, absent means empty); a passage is `{"text": str, "title"?: str,
+"docid"?: str}`. Other keys are ignored. `decode_group(raw)` returns a `QueryGroup` or raises
+`BadLine(reason)` with a short human reason.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+
+class BadLine(ValueError):
+    """A line that is not a valid query group; the message is the reason, without file and line."""
+
+
+class Passage(msgspec.Struct, frozen=True):
+    text: str
+    title: str | None = None
+    docid: str | None = None
+
+    @property
+    def full_text(self) -> str:
+        """`title + " " + text` when the line has a title, else `text`; not stripped (as the reference)."""
+        return self.text if self.title is None else f"{self.title} {self.text}"
+
+
+class QueryGroup(msgspec.Struct, frozen=True):
+    query: Annotated[str, msgspec.Meta(pattern=r"\S")]
+    positives: Annotated[list[Passage], msgspec.Meta(min_length=1)] = msgspec.field(
+        name="positive_passages"
+    )
+    negatives: list[Passage] = msgspec.field(name="negative_passages", default_factory=list)
+
+
+_DECODER = msgspec.json.Decoder(QueryGroup)
+
+
+def _reason(err: msgspec.MsgspecError) -> str:
+    text = str(err)
+    if isinstance(err, msgspec.DecodeError) and not isinstance(err, msgspec.ValidationError):
+        return f"invalid JSON ({text})"
+    if text.startswith("Expected `str` matching regex") and text.endswith("`$.query`"):
+        return "empty query"
+    if text.startswith("Expected `array` of length >= 1") and text.endswith("`$.positive_passages`"):
+        return "no positive passages"
+    return text.replace("Object missing required field", "missing field")
+
+
+def decode_group(raw: bytes | memoryview | str) -> QueryGroup:
+    try:
+        return _DECODER.decode(raw)
+    except msgspec.MsgspecError as err:
+        raise BadLine(_reason(err)) from None
+
+
+def encode_group(group: QueryGroup) -> bytes:
+    """The line (without newline) that decodes to `group`; absent titles and docids are left out."""
+    return msgspec.json.encode(_plain(group))
+
+
+def _plain(group: QueryGroup) -> dict:
+    def passage(p: Passage) -> dict:
+        out: dict = {}
+        if p.docid is not None:
+            out["docid"] = p.docid
+        if p.title is not None:
+            out["title"] = p.title
+        out["text"] = p.text
+        return out
+
+    return {
+        "query": group.query,
+        "positive_passages": [passage(p) for p in group.positives],
+        "negative_passages": [passage(p) for p in group.negatives],
+    }

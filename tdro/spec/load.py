@@ -1,0 +1,296 @@
+"""Load an experiment spec: YAML + `extends` + `${...}` interpolation + dotted overrides -> validated arms.
+
+Contract: `load_experiment(path, overrides)` either returns an `Experiment` whose every arm is a
+validated `ExperimentSpec` with its cards resolved, or raises `UserError` with one line per problem, each
+naming the file and the dotted field. Nothing here touches torch or the data itself (only whether the
+data paths exist).
+
+- `extends: base.yaml` (or a list) merges the named spec files first; paths are relative to the file
+  that names them; later files and then overrides win.
+- Overrides are `key=value` with YAML values (`train.steps=5`, `evaluate.metrics=[ndcg@10]`); a key
+  that is not a field of the spec is an error, with the close match suggested.
+- Sweeps: `sweep.grid` (cartesian), `sweep.zip` (lists zipped together, crossed with the grid) and
+  `sweep.arms` (explicit arms, added as a union).
+"""
+
+from __future__ import annotations
+
+import itertools
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from pydantic import BaseModel, ValidationError
+
+from tdro.errors import UserError
+from tdro.spec.cards import BenchmarkCard, DatasetCard, ModelCard
+from tdro.spec.errors import _submodel, suggest, validation_problems
+from tdro.spec.experiment import ExperimentSpec
+from tdro.spec.registry import Registry, read_yaml
+
+EXTENDS = "extends"
+DEFAULT_ARM = "default"
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    assignments: dict[str, Any]
+    spec: ExperimentSpec
+    model: ModelCard
+    datasets: list[DatasetCard]
+    benchmarks: list[BenchmarkCard]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    spec: ExperimentSpec  # the spec before sweep assignments
+    path: Path
+    resolved: dict[str, Any]
+    arms: list[Arm]
+    registry: Registry
+
+
+# ---------------------------------------------------------------------------------------------- keys
+
+
+def _container_kind(annotation: Any) -> str | None:
+    """'dict' or 'list' when the annotation (or a member of its union) is one."""
+    candidates = [annotation, *typing.get_args(annotation)] if typing.get_origin(annotation) in (
+        typing.Union, types.UnionType) else [annotation]
+    for candidate in candidates:
+        origin = typing.get_origin(candidate)
+        if origin is dict:
+            return "dict"
+        if origin is list:
+            return "list"
+    return None
+
+
+def key_problem(dotted: str, model: type[BaseModel] = ExperimentSpec) -> str | None:
+    """None when `dotted` names a field of the spec, else the reason (with a suggestion)."""
+    parts = dotted.split(".")
+    current: Any = model
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        if current is None:
+            return None  # inside a free-form mapping or a plain value list
+        fields = current.model_fields
+        if part not in fields:
+            return "unknown field" + suggest(part, fields)
+        annotation = fields[part].annotation
+        kind = _container_kind(annotation)
+        current = None if kind == "dict" else _submodel(annotation)
+        if kind == "list" and i + 1 < len(parts):
+            if not parts[i + 1].isdigit():
+                return f"{'.'.join(parts[: i + 1])} is a list; index it with a number"
+            i += 1
+        elif current is None and kind is None and i + 1 < len(parts):
+            return f"{'.'.join(parts[: i + 1])} has no sub-fields"
+        i += 1
+    return None
+
+
+# ------------------------------------------------------------------------------------------- loading
+
+
+def _load_with_extends(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
+    path = path.resolve()
+    if path in seen:
+        raise UserError(f"{path}: extends: cycle through {' -> '.join(p.name for p in (*seen, path))}")
+    if not path.is_file():
+        where = f"{seen[-1]}: extends: " if seen else ""
+        raise UserError(f"{where}{path}: spec file not found")
+    import yaml
+
+    try:
+        conf = OmegaConf.load(path)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}{line}: YAML syntax error: {problem}") from None
+    if not isinstance(conf, DictConfig):
+        raise UserError(f"{path}: expected a mapping at the top level")
+    bases = conf.pop(EXTENDS, None)
+    if bases is None:
+        return conf
+    if isinstance(bases, str):
+        bases = [bases]
+    merged = OmegaConf.create()
+    for base in bases:
+        merged = OmegaConf.merge(merged, _load_with_extends(path.parent / str(base), (*seen, path)))
+    return OmegaConf.merge(merged, conf)  # type: ignore[return-value]
+
+
+def _apply_overrides(conf: DictConfig, overrides: Sequence[str], where: str) -> DictConfig:
+    problems = []
+    for item in overrides:
+        if "=" not in item:
+            problems.append(f"override {item!r}: expected key=value")
+            continue
+        key = item.split("=", 1)[0].strip()
+        reason = key_problem(key)
+        if reason:
+            problems.append(f"{where}: override {key}: {reason}")
+    if problems:
+        raise UserError(*problems)
+    try:
+        return OmegaConf.merge(conf, OmegaConf.from_dotlist(list(overrides)))  # type: ignore[return-value]
+    except OmegaConfBaseException as exc:
+        raise UserError(f"{where}: overrides: {str(exc).splitlines()[0]}") from None
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node: Any = data
+    for part in parts[:-1]:
+        if isinstance(node, list):
+            node = node[int(part)]
+        else:
+            node = node.setdefault(part, {})
+            if node is None:
+                raise KeyError(dotted)
+    if isinstance(node, list):
+        node[int(parts[-1])] = value
+    else:
+        node[parts[-1]] = value
+
+
+def _validate(data: dict[str, Any], where: str) -> ExperimentSpec:
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(*validation_problems(exc, ExperimentSpec, where)) from None
+
+
+def _arm_assignments(spec: ExperimentSpec, where: str) -> list[tuple[str | None, dict[str, Any]]]:
+    sweep = spec.sweep
+    if sweep is None or not (sweep.grid or sweep.zip or sweep.arms):
+        return [(None, {})]
+    problems = []
+    for section, keys in (("grid", sweep.grid), ("zip", sweep.zip)):
+        for key in keys:
+            if key.startswith("sweep"):
+                problems.append(f"{where}: sweep.{section}.{key}: cannot sweep over the sweep itself")
+            elif reason := key_problem(key):
+                problems.append(f"{where}: sweep.{section}.{key}: {reason}")
+    for i, arm in enumerate(sweep.arms):
+        for key in arm.set:
+            if reason := key_problem(key):
+                problems.append(f"{where}: sweep.arms[{i}].set.{key}: {reason}")
+    if problems:
+        raise UserError(*problems)
+    out: list[tuple[str | None, dict[str, Any]]] = []
+    if sweep.grid or sweep.zip:
+        grid_keys = list(sweep.grid)
+        zipped = list(zip(*sweep.zip.values(), strict=True)) if sweep.zip else [()]
+        for combo in itertools.product(*(sweep.grid[k] for k in grid_keys)):
+            for z in zipped:
+                assignment = dict(zip(grid_keys, combo, strict=True))
+                assignment.update(dict(zip(sweep.zip, z, strict=True)))
+                out.append((None, assignment))
+    out.extend((arm.name, dict(arm.set)) for arm in sweep.arms)
+    return out
+
+
+def arm_name(assignments: dict[str, Any]) -> str:
+    if not assignments:
+        return DEFAULT_ARM
+    return ",".join(f"{k}={_show(v)}" for k, v in assignments.items())
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_show(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_show(v) for v in value) + "]"
+    return str(value)
+
+
+def _resolve_cards(
+    spec: ExperimentSpec, registry: Registry, where: str, check_data: bool = True
+) -> tuple[ModelCard, list[DatasetCard], list[BenchmarkCard]]:
+    problems: list[str] = []
+    model: ModelCard | None = None
+    if isinstance(spec.base_model, ModelCard):
+        model = spec.base_model
+    else:
+        try:
+            model = registry.model(spec.base_model)
+        except UserError as exc:
+            problems.append(f"{where}: base_model: {exc.problems[0]}")
+    datasets: list[DatasetCard] = []
+    for i, name in enumerate(spec.datasets):
+        try:
+            card = registry.dataset(name)
+        except UserError as exc:
+            problems.append(f"{where}: datasets[{i}]: {exc.problems[0]}")
+            continue
+        if check_data and not card.generated_by and not card.resolved_path.exists():
+            problems.append(f"{where}: datasets[{i}] ({name}): data not found at {card.path}")
+        datasets.append(card)
+    benchmarks: list[BenchmarkCard] = []
+    for i, name in enumerate(spec.evaluate.benchmarks):
+        try:
+            bench = registry.benchmark(name)
+        except UserError as exc:
+            problems.append(f"{where}: evaluate.benchmarks[{i}]: {exc.problems[0]}")
+            continue
+        if check_data and not bench.generated_by and not Path(bench.path).expanduser().is_dir():
+            problems.append(f"{where}: evaluate.benchmarks[{i}] ({name}): folder not found at {bench.path}")
+        benchmarks.append(bench)
+    if problems:
+        raise UserError(*problems)
+    assert model is not None
+    return model, datasets, benchmarks
+
+
+def load_experiment(
+    path: str | Path,
+    overrides: Sequence[str] = (),
+    registry: Registry | None = None,
+    *,
+    check_data: bool = True,
+) -> Experiment:
+    path = Path(path)
+    where = str(path)
+    conf = _apply_overrides(_load_with_extends(path), overrides, where)
+    try:
+        resolved = OmegaConf.to_container(conf, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise UserError(f"{where}: {str(exc).splitlines()[0]}") from None
+    assert isinstance(resolved, dict)
+    spec = _validate(resolved, where)  # type: ignore[arg-type]
+    registry = registry or Registry.load()
+    arms: list[Arm] = []
+    names: set[str] = set()
+    for explicit, assignment in _arm_assignments(spec, where):
+        data = read_yaml_roundtrip(resolved)
+        data.pop("sweep", None)
+        for key, value in assignment.items():
+            _set_dotted(data, key, value)
+        name = explicit or arm_name(assignment)
+        if name in names:
+            raise UserError(f"{where}: sweep: two arms named {name!r}")
+        names.add(name)
+        arm_spec = _validate(data, f"{where}: arm {name}")
+        model, datasets, benchmarks = _resolve_cards(arm_spec, registry, where, check_data)
+        arms.append(Arm(name, assignment, arm_spec, model, datasets, benchmarks))
+    return Experiment(spec=spec, path=path, resolved=resolved, arms=arms, registry=registry)  # type: ignore[arg-type]
+
+
+def read_yaml_roundtrip(data: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of plain data (lists and dicts)."""
+    import copy
+
+    return copy.deepcopy(data)
+
+
+__all__ = ["Arm", "Experiment", "key_problem", "load_experiment", "read_yaml", "arm_name"]

@@ -1,0 +1,120 @@
+"""Atomic, resumable training checkpoints: `<output_dir>/checkpoints/step-N/`.
+
+A checkpoint holds the model weights, optimizer and scheduler state and a `trainer` dict (step, metric
+rows, anything the stage needs; written by the main process) plus, per process, `rank-<i>.pt` with that
+process's RNG states (python, numpy, torch CPU, CUDA) and its `rank_state` dict (e.g. the data stream).
+
+- `save_checkpoint(output_dir, step, *, accelerator, model, optimizer, scheduler, trainer, rank_state,
+  keep=2) -> Path`: every process calls it. Files go to `checkpoints/.step-N.tmp/`; after a barrier the
+  main process renames it to `step-N` and deletes all but the newest `keep`. A folder without its
+  `complete` marker is never read.
+- `latest_checkpoint(output_dir) -> Path | None`: the newest complete checkpoint.
+- `load_checkpoint(path, *, accelerator, model, optimizer, scheduler) -> (trainer, rank_state)`: restores
+  model, optimizer, scheduler and this process's RNG states. DDP only (replicated optimizer state).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINTS = "checkpoints"
+_COMPLETE = "complete"
+_STEP = re.compile(r"^step-(\d+)$")
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_steps(output_dir: str | Path) -> list[tuple[int, Path]]:
+    root = Path(output_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        match = _STEP.match(child.name)
+        if match and (child / _COMPLETE).is_file():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    steps = checkpoint_steps(output_dir)
+    return steps[-1][1] if steps else None
+
+
+def save_checkpoint(
+    output_dir: str | Path,
+    step: int,
+    *,
+    accelerator,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    trainer: dict[str, Any],
+    rank_state: dict[str, Any] | None = None,
+    keep: int = 2,
+) -> Path:
+    root = Path(output_dir) / CHECKPOINTS
+    final = root / f"step-{step}"
+    tmp = root / f".step-{step}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    rank_file = tmp / f"rank-{accelerator.process_index}.pt"
+    torch.save({"rng": _rng_state(), "state": rank_state or {}}, rank_file)
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        torch.save(unwrapped.state_dict(), tmp / "model.pt")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save({**trainer, "step": step, "num_processes": accelerator.num_processes}, tmp / "trainer.pt")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / _COMPLETE).write_text(f"{step}\n")
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        for _, old in checkpoint_steps(output_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(
+    path: str | Path, *, accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    from tdro.errors import UserError
+
+    path = Path(path)
+    trainer = torch.load(path / "trainer.pt", weights_only=False)
+    if trainer["num_processes"] != accelerator.num_processes:
+        raise UserError(
+            f"{path}: written by {trainer['num_processes']} processes, resumed with {accelerator.num_processes}; "
+            "resume with the same resources or delete the checkpoints"
+        )
+    accelerator.unwrap_model(model).load_state_dict(torch.load(path / "model.pt", weights_only=True))
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+    rank = torch.load(path / f"rank-{accelerator.process_index}.pt", weights_only=False)
+    _set_rng_state(rank["rng"])
+    return trainer, rank["state"]

@@ -1,0 +1,98 @@
+"""Process-level setup shared by every stage job.
+
+- `make_accelerator(resources)`: an `accelerate.Accelerator`; bf16/fp16 autocast only when a GPU is
+  present (CPU runs stay fp32 whatever the spec says).
+- `seed_everything(seed)`: python, numpy and torch RNGs (same seed on every process: identical model
+  init and dropout streams are not needed across ranks, but a fixed seed makes every run repeatable).
+- `load_encoder(card)`: the card's base model, failing before training with one line when it cannot be
+  loaded or when last-token pooling cannot end sequences in EOS.
+- `start_tracker(stage, accelerator)`: the W&B run of this stage on the main process (no-op elsewhere).
+- `run_job(fn, argv)`: reads the stage file named in argv, calls fn(stage); a `UserError` prints one
+  line per problem on stderr and exits 2.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tdro.enums import MixedPrecision
+from tdro.errors import USER_ERROR_EXIT_CODE, UserError
+from tdro.spec.cards import ModelCard
+from tdro.spec.experiment import ResourcesSpec
+from tdro.tracking import StageTracker
+
+
+def make_accelerator(resources: ResourcesSpec):
+    import torch
+    from accelerate import Accelerator
+
+    precision = resources.mixed_precision if torch.cuda.is_available() else MixedPrecision.no
+    return Accelerator(mixed_precision=precision.value)
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def load_encoder(card: ModelCard):
+    """The card's model as an `Encoder`, EOS handling verified for last-token pooling."""
+    from tdro.modeling.encoder import Encoder
+
+    encoder = Encoder.from_card(card)
+    check_eos = _eos_checker()
+    if check_eos is not None:
+        check_eos(encoder.tokenizer, encoder.config)
+    return encoder
+
+
+def _eos_checker() -> Callable[[Any, Any], None] | None:
+    try:
+        from tdro.data.collator import check_eos
+    except ImportError:  # the data package not installed yet in a partial checkout
+        return None
+    return check_eos
+
+
+def start_tracker(stage, accelerator, *, kind: str | None = None) -> StageTracker:
+    return StageTracker.start(
+        stage.tracking,
+        experiment=stage.experiment,
+        kind=kind or stage.kind,
+        stage_id=stage.stage_id,
+        folder=stage.output_dir,
+        config=stage.tracking_config,
+        enabled=accelerator.is_main_process,
+    )
+
+
+def run_job(fn: Callable[[Any], Any], argv: list[str] | None = None) -> int:
+    """Entry point of a stage module: `python -m tdro.stages.<kind> STAGE_FILE`."""
+    from tdro.spec.stage_file import read_stage_file
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m tdro.stages.<kind> STAGE_FILE", file=sys.stderr)
+        return USER_ERROR_EXIT_CODE
+    try:
+        path = Path(args[0])
+        if not path.is_file():
+            raise UserError(f"{path}: no such stage file")
+        try:
+            stage = read_stage_file(path)
+        except ValueError as exc:
+            raise UserError(f"{path}: invalid stage file ({str(exc).splitlines()[0]})") from None
+        fn(stage)
+    except UserError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return USER_ERROR_EXIT_CODE
+    return 0

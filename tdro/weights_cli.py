@@ -1,0 +1,95 @@
+"""`tdro weights import|export`: convert between our stage-1 `weights.json` and the reference JSON files.
+
+Mounted by the lead as `tdro weights ...`. Pure file work: no torch. Problems raise `UserError` (one line),
+which the main CLI prints before exiting with code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from pydantic import ValidationError
+
+from tdro.enums import TransferMode, WeightSource
+from tdro.errors import UserError
+from tdro.spec.experiment import TransferSpec
+from tdro.weights_file import (
+    dump_reference,
+    export_reference,
+    import_reference,
+    read_weights_file,
+    reference_file_name,
+    reference_file_set,
+    write_json_atomic,
+    write_weights_file,
+)
+
+app = typer.Typer(help="Import and export stage-1 weights in the reference implementation's JSON format.")
+
+
+@app.command("import")
+def import_(
+    files: list[Path] = typer.Argument(
+        ..., help="Reference weight files; curr/mean/ema are told by name ({curr,mean,ema}_weights.json)."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Our weights.json to write."),
+    source: WeightSource | None = typer.Option(
+        None, help="Which snapshot a single file holds, when its name does not say."
+    ),
+) -> None:
+    """Read reference weight JSON files (domain_ids, domain_weights, size, epoch) into our weights.json."""
+    weights = import_reference(files, source=source)
+    write_weights_file(out, weights)
+    snapshots = ", ".join(s.value for s in WeightSource if getattr(weights, s.value) is not None)
+    typer.echo(f"wrote {out} ({len(weights.datasets)} datasets; {snapshots})")
+
+
+def _is_dir_target(out: Path) -> bool:
+    return out.is_dir() or str(out).endswith(("/", "\\")) or out.suffix != ".json"
+
+
+@app.command("export")
+def export(
+    weights_file: Path = typer.Argument(..., help="Our stage-1 weights.json (or one made by `import`)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="A .json file, or a folder that gets the reference file name(s)."
+    ),
+    source: WeightSource = typer.Option(WeightSource.curr, help="Which snapshot to export."),
+    transfer: TransferMode | None = typer.Option(
+        None, help="Export a stage-2 mixture instead of the raw snapshot (top_percent, reweight, uniform)."
+    ),
+    percent: float | None = typer.Option(None, help="P for --transfer top_percent (top70: 70)."),
+    all_files: bool = typer.Option(
+        False, "--all", help="Write every file the reference writes (curr/mean/ema, top20..top90) into --out."
+    ),
+) -> None:
+    """Write reference-format weight JSON (epoch = w * S / size; top-P re-indexed by descending alpha)."""
+    weights = read_weights_file(weights_file)
+    if weights.sizes is None:
+        raise UserError(f"{weights_file}: sizes: missing; the reference format needs dataset sizes")
+    if all_files:
+        if transfer is not None or percent is not None:
+            raise UserError("weights export: --all writes a fixed set; drop --transfer/--percent")
+        files = reference_file_set(weights)
+    else:
+        spec = None
+        if transfer is not None:
+            try:
+                spec = TransferSpec(mode=transfer, percent=percent, source=source)
+            except ValidationError as exc:
+                raise UserError(f"weights export: {exc.errors()[0]['msg']}") from None
+        elif percent is not None:
+            raise UserError("weights export: --percent needs --transfer top_percent")
+        obj = export_reference(weights.snapshot(source), weights.sizes, transfer=spec)
+        name = reference_file_name(source, spec)
+        if not _is_dir_target(out):
+            write_json_atomic(out, dump_reference(obj))
+            typer.echo(f"wrote {out}")
+            return
+        files = {name: dump_reference(obj)}
+    if not _is_dir_target(out):
+        raise UserError(f"weights export: --out {out} must be a folder with --all")
+    for name, text in files.items():
+        write_json_atomic(out / name, text)
+    typer.echo(f"wrote {', '.join(files)} into {out}")
