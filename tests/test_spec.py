@@ -159,7 +159,9 @@ def test_yaml_syntax_error_names_line(reg: Path, capsys: pytest.CaptureFixture[s
         ("[{mode: top_percent, percent: 120}]", "percent must be in (0, 100]"),
     ],
 )
-def test_top_percent_checks(reg: Path, capsys: pytest.CaptureFixture[str], transfer: str, needle: str) -> None:
+def test_top_percent_checks(
+    reg: Path, capsys: pytest.CaptureFixture[str], transfer: str, needle: str
+) -> None:
     spec_path = write(reg, "bad.yaml", BASE + f"transfer: {transfer}\n")
     (line,) = errors_of(capsys, ["validate", str(spec_path)])
     assert "transfer[0]" in line and needle in line
