@@ -74,3 +74,36 @@ class StageTracker:
         if self._run is not None:
             self._run.finish()
             self._run = None
+
+
+def log_stage_summary(
+    tracking: TrackingSpec,
+    *,
+    experiment: str,
+    kind: str,
+    stage_id: str,
+    folder: str | Path,
+    config: dict[str, Any] | None = None,
+    series: dict[str, list[tuple[int, float]]] | None = None,
+    tables: dict[str, tuple[list[str], list[list[Any]]]] | None = None,
+    summary: dict[str, Any] | None = None,
+) -> None:
+    """The runner's W&B run of one finished stage: `series` (key -> [(step, value)]) become line charts
+    over `step` (e.g. `alpha/<dataset>`), `tables` W&B tables, `summary` the run summary."""
+    tracker = StageTracker.start(
+        tracking, experiment=experiment, kind=kind, stage_id=stage_id, folder=folder, config=config
+    )
+    if not tracker.active:
+        return
+    try:
+        by_step: dict[int, dict[str, float]] = {}
+        for key, points in (series or {}).items():
+            for step, value in points:
+                by_step.setdefault(int(step), {})[key] = value
+        for step in sorted(by_step):
+            tracker.log(by_step[step], step=step)
+        for key, (columns, rows) in (tables or {}).items():
+            tracker.table(key, columns, rows)
+        tracker.summary(summary or {})
+    finally:
+        tracker.finish()

@@ -34,3 +34,13 @@ def minilm_dir() -> Path:
     from tests.tiny_models import minilm_path
 
     return minilm_path()
+
+
+@pytest.fixture(scope="session")
+def demo_data_dir(tmp_path_factory) -> Path:
+    """The generated demo collection (tdro.data.demo), written once per session."""
+    from tdro.data.demo import write_demo_collection
+
+    folder = tmp_path_factory.mktemp("demo_data")
+    write_demo_collection(folder)
+    return folder

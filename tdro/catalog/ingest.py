@@ -19,7 +19,8 @@ from tdro.spec.stage_file import RESULT_FILE
 
 STAGE_TABLES = ("mixture_weights", "trajectory_rows", "train_metrics", "eval_metrics")
 TRAJECTORY_COLUMNS = (
-    "step", "dataset", "alpha", "alpha_mean", "alpha_ema", "group_measure", "proxy_loss", "ref_loss", "samples",
+    "step", "dataset", "alpha", "alpha_mean", "alpha_ema", "group_measure", "proxy_loss", "ref_loss",
+    "samples",
 )
 TRAIN_COLUMNS = ("step", "loss", "lr", "dataset", "grad_norm", "seconds")
 _FIXED_ARM_COLUMNS = {"experiment", "arm", "assignments", "spec", "base_model"}
@@ -116,7 +117,8 @@ def record_experiment(
             if column not in existing and value is not None:
                 con.execute(f"ALTER TABLE arms ADD COLUMN IF NOT EXISTS {_ident(column)} {_sql_type(value)}")
                 existing.add(column)
-        columns = ["experiment", "arm", "assignments", "spec", "base_model"] + [c for c in flat if c in existing]
+        columns = ["experiment", "arm", "assignments", "spec", "base_model"]
+        columns += [c for c in flat if c in existing]
         values = [name, arm.name, json.dumps(arm.assignments), json.dumps(arm.spec), arm.base_model]
         values += [flat[c] for c in columns[5:]]
         marks = ", ".join("?" for _ in columns)

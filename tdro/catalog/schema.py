@@ -10,7 +10,7 @@ Tables (one concept each; `stage_id` is the full 64-hex stage id):
 - `stage_arms(stage_id, experiment, arm, measure, transfer)` — which arm uses which stage in which role:
   `transfer` is `baseline` for the reference model and its evaluation, a transfer label (`top_percent_70`,
   `reweight`, `uniform`) for a stage-2 model and its evaluation, NULL for stage 1.
-- `datasets(name, fingerprint, path, rows, language, category, symmetric)`.
+- `datasets(name, fingerprint, path, rows, language, category, is_symmetric)`.
 - `mixture_weights(stage_id, source, dataset, weight)` — source `initial|curr|mean|ema` for stage 1,
   `mixture` for the sampling weights a training stage used.
 - `trajectory_rows(stage_id, step, dataset, alpha, alpha_mean, alpha_ema, group_measure, proxy_loss,
@@ -49,7 +49,7 @@ def _v1(con: duckdb.DuckDBPyConnection) -> None:
         );
         CREATE TABLE datasets (
             name VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL, path VARCHAR, rows BIGINT,
-            language VARCHAR, category VARCHAR, symmetric BOOLEAN
+            language VARCHAR, category VARCHAR, is_symmetric BOOLEAN
         );
         CREATE TABLE mixture_weights (
             stage_id VARCHAR NOT NULL, source VARCHAR NOT NULL, dataset VARCHAR NOT NULL, weight DOUBLE

@@ -1,4 +1,4 @@
-"""Training data: the JSONL format, indexed readers, mixture sampling, examples, collation, the demo collection.
+"""Training data: JSONL format, indexed readers, mixture sampling, examples, collation, demo collection.
 
 A training dataset is a JSONL file (or a folder of them) with one query group a line (`query`,
 `positive_passages`, `negative_passages`, passages `{docid?, title?, text}`), validated line by line when

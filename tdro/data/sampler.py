@@ -29,7 +29,7 @@ class MixtureSampler:
     def __init__(self, sizes: Sequence[int], weights: Sequence[float], mode: MixtureMode, batch_size: int,
                  seed: int, num_processes: int = 1, process_index: int = 0) -> None:
         if len(sizes) != len(weights) or not sizes:
-            raise ValueError(f"need one weight per dataset, got {len(sizes)} sizes and {len(weights)} weights")
+            raise ValueError(f"need one weight per dataset: {len(sizes)} sizes, {len(weights)} weights")
         w = np.asarray(weights, dtype=np.float64)
         if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
             raise ValueError(f"weights must be finite, >= 0 and not all 0, got {list(weights)}")

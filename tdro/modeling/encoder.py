@@ -11,18 +11,23 @@ The temperature is applied in the loss, not here.
 - `save_pretrained(folder)`: HF weights + tokenizer + tdro_retriever.json + sentence-transformers module
   files, so `transformers.AutoModel` and `sentence_transformers.SentenceTransformer` load it directly.
 
+With left padding, position ids are counted from each sequence's first real token, so models with
+absolute position embeddings give the same vectors for left and right padding.
+
 Parameters that never receive a gradient in retrieval (BERT's pooler head) are frozen, so DDP needs no
 `find_unused_parameters`; they are still saved.
 """
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tdro.enums import PaddingSide
 from tdro.errors import UserError
 from tdro.modeling.config import RetrieverConfig
 from tdro.modeling.pooling import pool
@@ -44,6 +49,7 @@ class Encoder(nn.Module):
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
+        self._takes_positions = "position_ids" in inspect.signature(model.forward).parameters
         unused = getattr(model, "pooler", None)  # BERT-style pooler: not part of the retrieval graph
         if isinstance(unused, nn.Module):
             unused.requires_grad_(False)
@@ -64,12 +70,14 @@ class Encoder(nn.Module):
             if not RetrieverConfig.exists(path):
                 raise UserError(f"{path}: no tdro_retriever.json; give pooling and normalisation explicitly")
             config = RetrieverConfig.load(path)
+        if Path(path).is_dir() and not (Path(path) / "config.json").is_file():
+            raise UserError(f"model {path}: cannot be loaded (no config.json in the folder)")
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
             model = AutoModel.from_pretrained(
                 str(path), dtype=_DTYPES[str(dtype)], trust_remote_code=trust_remote_code
             )
-        except (OSError, ValueError, KeyError, ImportError) as exc:
+        except Exception as exc:  # whatever transformers raises, the fix is the user's: path, files, access
             raise UserError(f"model {path}: cannot be loaded ({_first_line(exc)})") from None
         tokenizer.padding_side = config.padding_side.value
         if tokenizer.pad_token is None:
@@ -101,8 +109,14 @@ class Encoder(nn.Module):
     def dim(self) -> int:
         return int(self.model.config.hidden_size)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor
+    ) -> torch.Tensor:
         kwargs = {k: v for k, v in extra.items() if k in _FORWARD_EXTRAS}
+        left = self.config.padding_side is PaddingSide.left
+        if left and "position_ids" not in kwargs and self._takes_positions:
+            # Left padding would shift absolute positions (BERT-style embeddings); count from the first token.
+            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
         reps = pool(hidden, attention_mask, self.config.pooling).float()
         if self.config.normalize:

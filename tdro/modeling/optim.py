@@ -32,6 +32,9 @@ def build_optimizer(model: nn.Module, spec: OptimizerSpec) -> torch.optim.AdamW:
 
 def build_training_schedule(optimizer: torch.optim.Optimizer, spec: OptimizerSpec, total_steps: int):
     return build_scheduler(
-        optimizer, schedule=spec.schedule, warmup_steps=spec.warmup_steps, total_steps=total_steps,
+        optimizer,
+        schedule=spec.schedule,
+        warmup_steps=spec.warmup_steps,
+        total_steps=total_steps,
         min_lr_ratio=spec.min_lr_ratio,
     )

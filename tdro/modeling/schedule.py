@@ -16,7 +16,9 @@ from functools import partial
 from tdro.enums import Schedule
 
 
-def lr_factor(step: int, *, schedule: Schedule, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
+def lr_factor(
+    step: int, *, schedule: Schedule, warmup_steps: int, total_steps: int, min_lr_ratio: float
+) -> float:
     if step < warmup_steps:
         return step / warmup_steps
     if schedule is Schedule.constant:
@@ -33,12 +35,17 @@ def lr_factor(step: int, *, schedule: Schedule, warmup_steps: int, total_steps: 
     return min_lr_ratio + (1.0 - min_lr_ratio) * decay
 
 
-def build_scheduler(optimizer, *, schedule: Schedule, warmup_steps: int, total_steps: int, min_lr_ratio: float):
+def build_scheduler(
+    optimizer, *, schedule: Schedule, warmup_steps: int, total_steps: int, min_lr_ratio: float
+):
     """A `torch.optim.lr_scheduler.LambdaLR`; call `.step()` once per optimizer step."""
     from torch.optim.lr_scheduler import LambdaLR
 
     factor = partial(
-        lr_factor, schedule=Schedule(schedule), warmup_steps=warmup_steps, total_steps=total_steps,
+        lr_factor,
+        schedule=Schedule(schedule),
+        warmup_steps=warmup_steps,
+        total_steps=total_steps,
         min_lr_ratio=min_lr_ratio,
     )
     return LambdaLR(optimizer, factor)

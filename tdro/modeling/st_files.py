@@ -35,16 +35,23 @@ def modules(config: RetrieverConfig) -> list[dict]:
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
     ]
     if config.normalize:
-        out.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+        out.append(
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}
+        )
     return out
 
 
 def write_st_files(folder: str | Path, config: RetrieverConfig, dim: int) -> None:
     folder = Path(folder)
     (folder / "1_Pooling").mkdir(parents=True, exist_ok=True)
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling_config(config, dim), indent=2) + "\n")
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps(pooling_config(config, dim), indent=2) + "\n"
+    )
     (folder / "modules.json").write_text(json.dumps(modules(config), indent=2) + "\n")
-    st_config = {"max_seq_length": max(config.query_max_length, config.passage_max_length), "do_lower_case": False}
+    st_config = {
+        "max_seq_length": max(config.query_max_length, config.passage_max_length),
+        "do_lower_case": False,
+    }
     (folder / "sentence_bert_config.json").write_text(json.dumps(st_config, indent=2) + "\n")
     prompts = {"query": config.query_prefix, "document": config.passage_prefix}
     st = {

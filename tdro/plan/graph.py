@@ -113,13 +113,16 @@ class Plan:
     tracking: TrackingSpec
     arms: list[ArmRecord]
     datasets: list[DatasetRecord]
-    stages: dict[str, Stage]  # graph order: every stage after its inputs
+    stages: list[Stage]  # graph order: every stage after its inputs
 
     def ordered(self) -> list[Stage]:
-        return list(self.stages.values())
+        return list(self.stages)
+
+    def stage(self, stage_id: str) -> Stage:
+        return next(s for s in self.stages if s.id == stage_id)
 
     def links(self) -> list[StageLink]:
-        return [link for stage in self.stages.values() for link in stage.links]
+        return [link for stage in self.stages for link in stage.links]
 
 
 def ensure_generated(datasets: list[DatasetCard], benchmarks: list[BenchmarkCard]) -> None:
@@ -214,25 +217,31 @@ class _Builder:
             weights_file = str(optimize.folder / "weights.json")
             params = {**common, "train": ids.train_params(spec.train),
                       "mixture": {"transfer": ids.transfer_params(transfer)}}
-            trained = make(StageKind.train, params, [optimize.id], lambda sid, out, t=transfer: TrainStageFile(
-                **base, stage_id=sid, output_dir=out, kind="train", datasets=arm.datasets,
-                mixture=Mixture(weights_file=weights_file, transfer=t), train=spec.train, data=spec.data,
-            ))
+            trained = make(
+                StageKind.train, params, [optimize.id],
+                lambda sid, out, t=transfer, w=weights_file: TrainStageFile(
+                    **base, stage_id=sid, output_dir=out, kind="train", datasets=arm.datasets,
+                    mixture=Mixture(weights_file=w, transfer=t), train=spec.train, data=spec.data,
+                ),
+            )
             trained.add_link(StageLink(trained.id, arm.name, measure, transfer.label))
             model_stages.append((trained, transfer.label, measure))
 
         if not arm.benchmarks:
             return
-        bench_ids = [ids.benchmark_params(card, benchmark_fingerprint(card, self.cache)) for card in arm.benchmarks]
+        bench_ids = [
+            ids.benchmark_params(card, benchmark_fingerprint(card, self.cache)) for card in arm.benchmarks
+        ]
         eval_params = {"evaluate": ids.evaluate_params(spec.evaluate), "benchmarks": bench_ids}
         for model_stage, transfer_label, model_measure in model_stages:
-            evaluate = make(StageKind.evaluate, eval_params, [model_stage.id], lambda sid, out, m=model_stage: (
-                EvaluateStageFile(
+            evaluate = make(
+                StageKind.evaluate, eval_params, [model_stage.id],
+                lambda sid, out, m=model_stage: EvaluateStageFile(
                     **base, stage_id=sid, output_dir=out, model_dir=str(m.folder / "model"),
                     benchmarks=arm.benchmarks, evaluate=spec.evaluate,
                     cache_dir=str(self.runs_dir / EMBEDDING_CACHE),
-                )
-            ))
+                ),
+            )
             evaluate.add_link(StageLink(evaluate.id, arm.name, model_measure, transfer_label))
 
 
@@ -245,7 +254,8 @@ def build_plan(experiment: ExperimentLike, *, catalog: str | Path | None = None)
     for arm in experiment.arms:
         ensure_generated(arm.datasets, arm.benchmarks)
         builder.arm(arm)
-        arms.append(ArmRecord(arm.name, dict(arm.assignments), arm.spec.model_dump(mode="json"), arm.model.name))
+        resolved = arm.spec.model_dump(mode="json")
+        arms.append(ArmRecord(arm.name, dict(arm.assignments), resolved, arm.model.name))
     builder.cache.save()
     order = _topological(builder.stages)
     return Plan(
@@ -257,7 +267,7 @@ def build_plan(experiment: ExperimentLike, *, catalog: str | Path | None = None)
         tracking=spec.tracking,
         arms=arms,
         datasets=list(builder.datasets.values()),
-        stages={s.id: s for s in order},
+        stages=order,
     )
 
 

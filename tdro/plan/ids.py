@@ -21,7 +21,8 @@ def canonical_json(data: Any) -> str:
 
 
 def stage_id(kind: str, params: dict[str, Any], inputs: list[str]) -> str:
-    return hashlib.sha256(canonical_json({"kind": kind, "params": params, "inputs": inputs}).encode()).hexdigest()
+    text = canonical_json({"kind": kind, "params": params, "inputs": inputs})
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def train_params(train: TrainSpec) -> dict[str, Any]:

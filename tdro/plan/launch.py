@@ -3,6 +3,11 @@ accelerate config YAML (written into the stage folder) for FSDP or DeepSpeed; DD
 
 GPU presence is decided without importing torch: `CUDA_VISIBLE_DEVICES` set empty or to -1 means none;
 otherwise the NVIDIA driver's /proc entries, then `nvidia-smi -L`. Without a GPU, mixed precision is `no`.
+
+One exception, for speed: a single-process DDP stage on a machine without a GPU runs as
+`python -m tdro.stages.<kind> STAGE_FILE`. `accelerate launch` would start exactly that process with
+default settings, after importing torch and accelerate itself (about 6 CPU-seconds per stage); the job's
+`Accelerator()` behaves the same either way. Emitted scripts always use `accelerate launch`.
 """
 
 from __future__ import annotations
@@ -89,8 +94,16 @@ def accelerate_config(resources: ResourcesSpec, gradient_accumulation: int = 1) 
     return None
 
 
-def write_accelerate_config(folder: Path, resources: ResourcesSpec, gradient_accumulation: int = 1) -> Path | None:
-    config = accelerate_config(resources, gradient_accumulation)
+def gradient_accumulation(stage_file: object) -> int:
+    """DeepSpeed's config must repeat the stage's gradient accumulation."""
+    section = getattr(stage_file, "train", None) or getattr(stage_file, "dro", None)
+    return int(getattr(section, "gradient_accumulation", 1))
+
+
+def write_accelerate_config(
+    folder: Path, resources: ResourcesSpec, grad_accumulation: int = 1
+) -> Path | None:
+    config = accelerate_config(resources, grad_accumulation)
     if config is None:
         return None
     import yaml
@@ -107,6 +120,15 @@ def accelerate_executable() -> list[str]:
     if local.is_file():
         return [str(local), "launch"]
     return ["accelerate", "launch"]
+
+
+def direct_launch(resources: ResourcesSpec, gpu: bool) -> bool:
+    """True when accelerate launch would add nothing: one CPU process, DDP."""
+    return resources.world_size == 1 and not gpu and resources.backend is Backend.ddp
+
+
+def direct_args(kind: StageKind, folder: Path | str) -> list[str]:
+    return [sys.executable, "-m", STAGE_MODULES[kind], str(Path(folder) / STAGE_FILE)]
 
 
 def launch_args(

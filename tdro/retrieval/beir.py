@@ -146,7 +146,8 @@ def load_beir(folder: str | Path, split: str = "test", name: str | None = None) 
     for number, row in _json_lines(corpus_path, problems, ("_id", "text")):
         doc_id = str(row["_id"])
         if doc_id in first_line:
-            problems.add(f"{corpus_path}:{number}: duplicate _id {doc_id!r} (first on line {first_line[doc_id]})")
+            first = first_line[doc_id]
+            problems.add(f"{corpus_path}:{number}: duplicate _id {doc_id!r} (first on line {first})")
             continue
         first_line[doc_id] = number
         doc_ids.append(doc_id)

@@ -104,7 +104,8 @@ def evaluate_run(qrels: Qrels, run: Run, metrics: Iterable[Metric]) -> Scores:
     for m in (m for m in metrics if m.kind == "mrr"):
         if not run_float:
             continue
-        evaluated = pytrec_eval.RelevanceEvaluator(qrels_int, {"recip_rank"}).evaluate(cut_run(run_float, m.k))
+        evaluator = pytrec_eval.RelevanceEvaluator(qrels_int, {"recip_rank"})
+        evaluated = evaluator.evaluate(cut_run(run_float, m.k))
         for q, values in evaluated.items():
             per_query[q][m.name] = float(values["recip_rank"])
 

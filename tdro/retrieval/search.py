@@ -2,8 +2,9 @@
 
 Contract: `search(queries, corpus, top_k=..., chunk_size=...)` returns `(scores, indices)` of shape
 [num_queries, min(top_k, num_docs)], rows sorted by score descending with ties broken by corpus position
-ascending, so the result does not depend on `chunk_size` (faiss itself keeps the lowest ids among tied
-candidates at its cut). At most `chunk_size` corpus vectors are in an index at a time. Missing slots
+ascending, so the result does not depend on `chunk_size`: where tied scores straddle a chunk's cut, that
+query's row is ranked exactly (rare: it takes duplicate documents). At most `chunk_size` corpus
+vectors are in an index at a time. Missing slots
 (fewer candidates than k) have index -1 and score -inf. With `exclude` (the corpus position of each
 query's own id, or -1) a query never retrieves that document: BEIR's `ignore_identical_ids`.
 A GPU index is used when faiss was built with GPU support and a GPU is visible.
@@ -41,6 +42,19 @@ def _merge(
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(indices, order, axis=1)
 
 
+def _settle_boundary_ties(
+    scores: np.ndarray, idx: np.ndarray, queries: np.ndarray, block: np.ndarray, need: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cut faiss's results (asked one longer) to `need`; where a tie crosses the cut, faiss's pick among the
+    tied documents depends on its code path, so those rows are ranked exactly by (score, position)."""
+    if scores.shape[1] > need:
+        for q in np.flatnonzero(scores[:, need - 1] == scores[:, need]):
+            full = block @ queries[q]
+            order = np.lexsort((np.arange(block.shape[0]), -full))[:need]
+            scores[q, :need], idx[q, :need] = full[order], order
+    return scores[:, :need], idx[:, :need]
+
+
 def search(
     queries: np.ndarray,
     corpus: np.ndarray,
@@ -71,7 +85,9 @@ def search(
         if gpu is not None:
             index = faiss.index_cpu_to_gpu(gpu, 0, index)
         index.add(block)
-        scores, idx = index.search(queries, min(k + extra, block.shape[0]))
+        need = min(k + extra, block.shape[0])
+        scores, idx = index.search(queries, min(need + 1, block.shape[0]))
+        scores, idx = _settle_boundary_ties(scores, idx, queries, block, need)
         idx = np.where(idx >= 0, idx + start, -1)
         if extra:
             hit = idx == exclude[:, None]

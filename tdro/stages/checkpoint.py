@@ -109,8 +109,8 @@ def load_checkpoint(
     trainer = torch.load(path / "trainer.pt", weights_only=False)
     if trainer["num_processes"] != accelerator.num_processes:
         raise UserError(
-            f"{path}: written by {trainer['num_processes']} processes, resumed with {accelerator.num_processes}; "
-            "resume with the same resources or delete the checkpoints"
+            f"{path}: written by {trainer['num_processes']} processes, resumed with "
+            f"{accelerator.num_processes}; resume with the same resources or delete the checkpoints"
         )
     accelerator.unwrap_model(model).load_state_dict(torch.load(path / "model.pt", weights_only=True))
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))

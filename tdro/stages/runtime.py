@@ -1,7 +1,7 @@
 """Process-level setup shared by every stage job.
 
 - `make_accelerator(resources)`: an `accelerate.Accelerator`; bf16/fp16 autocast only when a GPU is
-  present (CPU runs stay fp32 whatever the spec says).
+  present (CPU runs stay fp32 whatever the spec says); without a GPU, processes join over gloo.
 - `seed_everything(seed)`: python, numpy and torch RNGs (same seed on every process: identical model
   init and dropout streams are not needed across ranks, but a fixed seed makes every run repeatable).
 - `load_encoder(card)`: the card's base model, failing before training with one line when it cannot be
@@ -30,8 +30,10 @@ def make_accelerator(resources: ResourcesSpec):
     import torch
     from accelerate import Accelerator
 
-    precision = resources.mixed_precision if torch.cuda.is_available() else MixedPrecision.no
-    return Accelerator(mixed_precision=precision.value)
+    gpu = torch.cuda.is_available()
+    precision = resources.mixed_precision if gpu else MixedPrecision.no
+    # cpu=True is what makes accelerate use gloo across processes when there is no GPU
+    return Accelerator(mixed_precision=precision.value, cpu=not gpu)
 
 
 def seed_everything(seed: int) -> None:

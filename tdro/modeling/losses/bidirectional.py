@@ -13,7 +13,11 @@ from tdro.modeling.losses.infonce import Reduction, info_nce
 
 
 def passage_to_query(
-    q: torch.Tensor, p: torch.Tensor, *, passages_per_query: int, temperature: float,
+    q: torch.Tensor,
+    p: torch.Tensor,
+    *,
+    passages_per_query: int,
+    temperature: float,
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
     positives = p[::passages_per_query]
@@ -23,10 +27,16 @@ def passage_to_query(
 
 
 def gtr_loss(
-    q: torch.Tensor, p: torch.Tensor, *, passages_per_query: int, temperature: float,
+    q: torch.Tensor,
+    p: torch.Tensor,
+    *,
+    passages_per_query: int,
+    temperature: float,
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
-    forward = info_nce(q, p, passages_per_query=passages_per_query, temperature=temperature, reduction=reduction)
+    forward = info_nce(
+        q, p, passages_per_query=passages_per_query, temperature=temperature, reduction=reduction
+    )
     backward = passage_to_query(
         q, p, passages_per_query=passages_per_query, temperature=temperature, reduction=reduction
     )

@@ -41,7 +41,9 @@ class ContrastiveLoss:
         return world_size() if self.cross_device else 1
 
     def _single(self, q: torch.Tensor, p: torch.Tensor, reduction: Reduction) -> torch.Tensor:
-        kwargs = dict(passages_per_query=self.passages_per_query, temperature=self.temperature, reduction=reduction)
+        kwargs = dict(
+            passages_per_query=self.passages_per_query, temperature=self.temperature, reduction=reduction
+        )
         if self.bidirectional:
             return gtr_loss(q, p, **kwargs)
         return info_nce(q, p, only_hard_negatives=self.only_hard_negatives, **kwargs)
@@ -52,7 +54,10 @@ class ContrastiveLoss:
             q, p = gather_with_grad(q), gather_with_grad(p)
         if self.matryoshka_dims:
             loss = matryoshka(
-                lambda a, b: self._single(a, b, reduction), q, p, self.matryoshka_dims,
+                lambda a, b: self._single(a, b, reduction),
+                q,
+                p,
+                self.matryoshka_dims,
                 renormalize=self.normalize,
             )
         else:

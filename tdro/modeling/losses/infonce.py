@@ -17,12 +17,16 @@ import torch.nn.functional as F
 Reduction = Literal["mean", "none"]
 
 
-def positive_columns(num_queries: int, passages_per_query: int, device: torch.device | None = None) -> torch.Tensor:
+def positive_columns(
+    num_queries: int, passages_per_query: int, device: torch.device | None = None
+) -> torch.Tensor:
     """Column of each query's own positive in the passage matrix: i * n."""
     return torch.arange(num_queries, device=device) * passages_per_query
 
 
-def hard_negative_mask(num_queries: int, passages_per_query: int, device: torch.device | None = None) -> torch.Tensor:
+def hard_negative_mask(
+    num_queries: int, passages_per_query: int, device: torch.device | None = None
+) -> torch.Tensor:
     """[B, B*n] bool, True where column j belongs to query i's own block of n passages."""
     owner = torch.arange(num_queries * passages_per_query, device=device) // passages_per_query
     return owner.unsqueeze(0) == torch.arange(num_queries, device=device).unsqueeze(1)

@@ -28,5 +28,8 @@ def matryoshka(
     """sum over d in dims of loss_fn(q[:, :d], p[:, :d]) (re-normalised when `renormalize`)."""
     if not dims:
         raise ValueError("matryoshka needs at least one dimension")
-    losses = [loss_fn(truncate(q, d, renormalize=renormalize), truncate(p, d, renormalize=renormalize)) for d in dims]
+    losses = [
+        loss_fn(truncate(q, d, renormalize=renormalize), truncate(p, d, renormalize=renormalize))
+        for d in dims
+    ]
     return torch.stack(losses).sum(dim=0)

@@ -1,0 +1,147 @@
+"""Tokenisation of training examples into padded tensors, with the EOS rule of last-token pooling.
+
+`TrainCollator(tokenizer, config)(examples, dataset_ids) -> TrainBatch`: queries are cut to
+`config.query_max_length`, passages to `config.passage_max_length`, padded to the longest sequence on
+`config.padding_side`. Passages are flattened query by query, [positive, negatives...], so row
+`q * n + j` is passage `j` of query `q`.
+
+EOS (`config.eos`): `append` makes every sequence end in the tokenizer's EOS: when the tokenizer does not
+add one itself (Qwen1.5, Llama-3), the text is cut one token shorter and EOS appended before padding;
+`tokenizer` trusts the tokenizer's post-processor but checks it; `none` leaves sequences alone. Every
+batch is checked for `append` and `tokenizer`, and `check_eos` refuses up front a tokenizer that cannot
+give an EOS. A tokenizer without a pad token pads with its EOS token (the attention mask tells them
+apart).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from tdro.data.examples import TrainingExample
+from tdro.enums import EosHandling, Pooling
+from tdro.errors import UserError
+from tdro.modeling.config import RetrieverConfig
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class TrainBatch:
+    query: dict[str, torch.Tensor]  # input_ids, attention_mask: [B, Lq]
+    passages: dict[str, torch.Tensor]  # input_ids, attention_mask: [B * n, Lp]
+    dataset_ids: torch.Tensor  # LongTensor [B]: index of each query's dataset in the stream
+
+    @property
+    def passages_per_query(self) -> int:
+        return self.passages["input_ids"].shape[0] // self.dataset_ids.shape[0]
+
+    def to(self, device) -> TrainBatch:
+        return TrainBatch(
+            query={k: v.to(device) for k, v in self.query.items()},
+            passages={k: v.to(device) for k, v in self.passages.items()},
+            dataset_ids=self.dataset_ids.to(device),
+        )
+
+
+def _name(tokenizer) -> str:
+    return getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+
+
+def tokenizer_adds_eos(tokenizer) -> bool:
+    """Whether the tokenizer's own post-processing ends a sequence in its EOS token."""
+    eos = tokenizer.eos_token_id
+    ids = tokenizer("a b c")["input_ids"]
+    return eos is not None and bool(ids) and ids[-1] == eos
+
+
+def check_eos(tokenizer, config: RetrieverConfig) -> None:
+    """Refuse, with one line, a tokenizer/config pair that cannot end every sequence in EOS."""
+    if config.pooling is Pooling.last_token and config.eos is EosHandling.none:
+        raise UserError("model card: last_token pooling needs `eos: append` or `eos: tokenizer`, not none")
+    if config.eos is EosHandling.none:
+        return
+    if tokenizer.eos_token_id is None:
+        raise UserError(
+            f"tokenizer {_name(tokenizer)} has no eos_token, so sequences cannot end in EOS as "
+            f"`eos: {config.eos.value}` needs; use a tokenizer with an eos_token or mean/cls pooling"
+        )
+    if config.eos is EosHandling.tokenizer and not tokenizer_adds_eos(tokenizer):
+        raise UserError(
+            f"tokenizer {_name(tokenizer)} does not append EOS (like Qwen1.5 and Llama-3); set `eos: append` "
+            "in the model card so the collator appends it"
+        )
+
+
+def last_token_ids(input_ids, attention_mask):
+    """The id of each row's last real (non-pad) token, for right and left padding alike."""
+    import torch
+
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    last = (attention_mask.long() * positions).argmax(dim=1)
+    return input_ids.gather(1, last[:, None]).squeeze(1)
+
+
+def pad_rows(rows: list[list[int]], pad_id: int, side: str) -> dict:
+    """Pad token-id rows to the longest, on the right or the left, with the matching attention mask."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        lo = 0 if side == "right" else width - len(row)
+        ids[i, lo:lo + len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, lo:lo + len(row)] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+class TrainCollator:
+    def __init__(self, tokenizer, config: RetrieverConfig) -> None:
+        check_eos(tokenizer, config)
+        if tokenizer.pad_token is None:
+            if tokenizer.eos_token is None:
+                raise UserError(f"tokenizer {_name(tokenizer)} has neither a pad_token nor an eos_token")
+            tokenizer.pad_token = tokenizer.eos_token
+        self.tokenizer = tokenizer
+        self.config = config
+        self.eos_id = tokenizer.eos_token_id
+        self.append_eos = config.eos is EosHandling.append and not tokenizer_adds_eos(tokenizer)
+
+    def encode(self, texts: list[str], max_length: int) -> dict:
+        """Token ids and attention mask of `texts`, padded per the config and ending in EOS if required."""
+        tok = self.tokenizer
+        side = self.config.padding_side.value
+        if self.append_eos:
+            if max_length < 2:
+                raise UserError(f"max length {max_length} leaves no room for text before the appended EOS")
+            ids = tok(texts, truncation=True, max_length=max_length - 1, add_special_tokens=True,
+                      return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+            out = pad_rows([[*row, self.eos_id] for row in ids], tok.pad_token_id, side)
+        else:
+            out = tok(texts, truncation=True, max_length=max_length, padding=True, padding_side=side,
+                      add_special_tokens=True, return_token_type_ids=False, return_tensors="pt")
+        encoded = {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
+        if self.config.eos is not EosHandling.none:
+            ends = last_token_ids(encoded["input_ids"], encoded["attention_mask"])
+            if not bool((ends == self.eos_id).all()):
+                raise UserError(
+                    f"tokenizer {_name(tok)} left sequences without a final EOS; set `eos: append` in the "
+                    "model card"
+                )
+        return encoded
+
+    def __call__(self, examples: list[TrainingExample], dataset_ids: list[int]) -> TrainBatch:
+        import torch
+
+        if len(examples) != len(dataset_ids) or not examples:
+            raise ValueError(f"{len(examples)} examples but {len(dataset_ids)} dataset ids")
+        n = len(examples[0].passages)
+        if any(len(ex.passages) != n for ex in examples):
+            raise ValueError("every example of a batch needs the same number of passages")
+        return TrainBatch(
+            query=self.encode([ex.query for ex in examples], self.config.query_max_length),
+            passages=self.encode([p for ex in examples for p in ex.passages], self.config.passage_max_length),
+            dataset_ids=torch.tensor(dataset_ids, dtype=torch.long),
+        )

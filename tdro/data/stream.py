@@ -1,0 +1,80 @@
+"""The training data of one stage: readers, mixture sampler, example builder and collator in one object.
+
+`TrainingStream(cards, weights, ...)` opens every dataset (validating it, see `reader`), checks the
+tokenizer's EOS handling, and hands out optimizer steps: `next_step(micro_batches)` returns this
+process's share of the next global batch as `micro_batches` tokenised `TrainBatch`es, consecutive slices
+of the process's part of the batch. `state_dict()` is JSON-able; loading it into a stream built
+with the same arguments continues the exact sequence (datasets, rows, negatives and prompts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tdro.data.collator import TrainBatch, TrainCollator
+from tdro.data.examples import build_example, example_rng
+from tdro.data.reader import JsonlReader
+from tdro.data.sampler import MixtureSampler
+from tdro.enums import MixtureMode
+from tdro.errors import UserError
+from tdro.modeling.config import RetrieverConfig
+from tdro.spec.cards import DatasetCard
+
+
+class TrainingStream:
+    def __init__(self, cards: list[DatasetCard], weights: Sequence[float], *, mode: MixtureMode,
+                 batch_size: int, passages_per_query: int, seed: int, config: RetrieverConfig, tokenizer,
+                 num_processes: int = 1, process_index: int = 0, skip_bad_lines: bool = False) -> None:
+        if len(cards) != len(weights):
+            raise ValueError(f"{len(cards)} datasets but {len(weights)} weights")
+        if batch_size % num_processes:
+            raise UserError(f"batch_size {batch_size} is not divisible by the {num_processes} processes")
+        self.cards = list(cards)
+        self.names = [c.name for c in self.cards]
+        self.readers = [JsonlReader(c.resolved_path, skip_bad_lines=skip_bad_lines) for c in self.cards]
+        self.skipped: list[list[str]] = [r.skipped for r in self.readers]
+        self.sampler = MixtureSampler(
+            [len(r) for r in self.readers], weights, mode, batch_size, seed, num_processes, process_index
+        )
+        self.passages_per_query = passages_per_query
+        self.seed = seed
+        self.process_index = process_index
+        self.collator = TrainCollator(tokenizer, config)
+        self.config = config
+        self.last_pairs: list[tuple[int, int]] = []  # (dataset, row) of each local example of the last step
+
+    @property
+    def step(self) -> int:
+        """Optimizer steps handed out so far."""
+        return self.sampler.step
+
+    @property
+    def fingerprints(self) -> list[str]:
+        return [r.fingerprint for r in self.readers]
+
+    def next_step(self, micro_batches: int = 1) -> list[TrainBatch]:
+        local = self.sampler.local_batch_size
+        if micro_batches < 1 or local % micro_batches:
+            raise UserError(
+                f"{local} query groups per process and step do not split into {micro_batches} micro-batches"
+            )
+        step = self.sampler.step
+        pairs = self.last_pairs = self.sampler.next_step()
+        examples = [
+            build_example(self.readers[d][row], self.cards[d], self.passages_per_query,
+                          example_rng(self.seed, step, self.process_index, pos), self.config)
+            for pos, (d, row) in enumerate(pairs)
+        ]
+        size = local // micro_batches
+        return [
+            self.collator(examples[i:i + size], [d for d, _ in pairs[i:i + size]])
+            for i in range(0, local, size)
+        ]
+
+    def state_dict(self) -> dict:
+        return {"sampler": self.sampler.state_dict(), "fingerprints": self.fingerprints}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("fingerprints") != self.fingerprints:
+            raise UserError("the training data changed since this checkpoint was written; it cannot resume")
+        self.sampler.load_state_dict(state["sampler"])

@@ -1,0 +1,162 @@
+"""`tdro eval MODEL BENCHMARK_DIR`: evaluate any retriever on a BEIR-format folder and print a table.
+
+MODEL is a tdro-saved folder, a sentence-transformers / Hugging Face folder, a model card name or a hub
+id (see `tdro.retrieval.model_folder`). BENCHMARK_DIR is a BEIR folder or a benchmark card name. The
+command is one function on the typer app `app`; the main CLI mounts it. A `UserError` prints its lines
+on stderr and exits with code 2. Torch, transformers and faiss are imported inside the command only.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tdro.enums import DType, Pooling, PromptStyle
+from tdro.errors import USER_ERROR_EXIT_CODE, UserError
+
+app = typer.Typer(help="Evaluate a retriever on a BEIR-format benchmark.", no_args_is_help=True)
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+def _benchmark_source(benchmark: str, split: str | None, instruction: str | None):
+    """(folder, split, instruction, name) from a folder or a benchmark card name."""
+    if Path(benchmark).expanduser().is_dir() or "/" in benchmark:
+        return Path(benchmark).expanduser(), split or "test", instruction, Path(benchmark).name
+    from tdro.spec.registry import Registry
+
+    card = Registry.load().benchmark(benchmark)
+    return Path(card.path).expanduser(), split or card.split, instruction or card.instruction, card.name
+
+
+@app.command("eval")
+def eval_command(
+    model: Annotated[
+        str, typer.Argument(help="Model folder (tdro, sentence-transformers or HF), card name or hub id.")
+    ],
+    benchmark: Annotated[
+        str, typer.Argument(help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or card name.")
+    ],
+    split: Annotated[
+        str | None, typer.Option(help="Qrels split to evaluate [default: test, or the card's].")
+    ] = None,
+    metrics: Annotated[
+        str | None, typer.Option(help="Comma-separated, e.g. ndcg@10,recall@100 [default: the BEIR set].")
+    ] = None,
+    top_k: Annotated[int, typer.Option(min=1, help="Documents retrieved per query.")] = 1000,
+    batch_size: Annotated[int, typer.Option(min=1, help="Texts per encoding batch.")] = 64,
+    chunk_size: Annotated[int, typer.Option(min=1, help="Corpus vectors searched at a time.")] = 100_000,
+    ignore_identical_ids: Annotated[
+        bool, typer.Option(help="Never retrieve a document whose id equals the query id (ArguAna, Quora).")
+    ] = False,
+    instruction: Annotated[
+        str | None, typer.Option(help="Query instruction (used with prompt style e5) [default: the card's].")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Embedding cache folder; an unchanged model is not re-encoded.")
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Also write the result as JSON to this file.")] = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="Print a table or JSON.")
+    ] = OutputFormat.table,
+    per_query: Annotated[bool, typer.Option(help="Include per-query scores in the JSON.")] = False,
+    pooling: Annotated[
+        Pooling | None, typer.Option(help="Pooling, when the model folder does not state it.")
+    ] = None,
+    normalize: Annotated[
+        bool | None,
+        typer.Option("--normalize/--no-normalize", help="L2-normalise embeddings [default: as saved]."),
+    ] = None,
+    max_length: Annotated[int | None, typer.Option(min=1, help="Max tokens of queries and passages.")] = None,
+    query_prefix: Annotated[str | None, typer.Option(help="Fixed text put before every query.")] = None,
+    passage_prefix: Annotated[str | None, typer.Option(help="Fixed text put before every passage.")] = None,
+    prompt_style: Annotated[
+        PromptStyle | None, typer.Option(help="e5 puts 'Instruct: {instruction}\\nQuery: ' before queries.")
+    ] = None,
+    dtype: Annotated[DType | None, typer.Option(help="Weight dtype [default: float32 / card].")] = None,
+    trust_remote_code: Annotated[bool, typer.Option(help="Allow model code from the model folder.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show encoding progress bars.")] = True,
+) -> None:
+    """Evaluate MODEL on BENCHMARK with faiss exact search and pytrec_eval metrics."""
+    try:
+        payload = _evaluate(
+            model, benchmark, split=split, metrics=metrics, top_k=top_k, batch_size=batch_size,
+            chunk_size=chunk_size, ignore_identical_ids=ignore_identical_ids, instruction=instruction,
+            cache_dir=cache_dir, per_query=per_query, progress=progress,
+            options=dict(
+                pooling=pooling, normalize=normalize, max_length=max_length, query_prefix=query_prefix,
+                passage_prefix=passage_prefix, prompt_style=prompt_style, dtype=dtype,
+                trust_remote_code=trust_remote_code,
+            ),
+        )
+    except UserError as exc:
+        for line in exc.problems:
+            typer.echo(f"error: {line}", err=True)
+        raise typer.Exit(USER_ERROR_EXIT_CODE) from None
+    text = json.dumps(payload, indent=2)
+    if output is not None:
+        from tdro.retrieval.cache import atomic_write_bytes
+
+        atomic_write_bytes(output, lambda h: h.write((text + "\n").encode()))
+    if output_format is OutputFormat.json:
+        typer.echo(text)
+    else:
+        _print_table(payload)
+
+
+def _evaluate(model: str, benchmark: str, *, split, metrics, top_k, batch_size, chunk_size,
+              ignore_identical_ids, instruction, cache_dir, per_query, progress, options) -> dict:
+    import torch
+
+    from tdro.retrieval.beir import load_beir
+    from tdro.retrieval.cache import EmbeddingCache
+    from tdro.retrieval.evaluator import Evaluator, SearchSettings
+    from tdro.retrieval.metrics import DEFAULT_METRICS, parse_metrics
+    from tdro.retrieval.model_folder import ModelOptions, resolve_model
+
+    names = [m for m in metrics.split(",") if m.strip()] if metrics else list(DEFAULT_METRICS)
+    parsed = parse_metrics(names, field_name="--metrics")
+    folder, split, instruction, name = _benchmark_source(benchmark, split, instruction)
+    resolved = resolve_model(model, ModelOptions(**options))
+    bench = load_beir(folder, split, name=name)
+    if instruction and resolved.config.prompt_style is PromptStyle.none:
+        typer.echo("note: the instruction is not used: the model's prompt style is none "
+                   "(pass --prompt-style e5 to use it)", err=True)
+    settings = SearchSettings(parsed, top_k=top_k, ignore_identical_ids=ignore_identical_ids,
+                              batch_size=batch_size, chunk_size=chunk_size)
+    autocast = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else None
+    evaluator = Evaluator.load(resolved, settings, cache=EmbeddingCache(cache_dir), autocast_dtype=autocast,
+                               show_progress=progress and sys.stderr.isatty())
+    result = evaluator.evaluate(bench, instruction)
+    assert result is not None  # one process: always the main one
+    payload = {"model": resolved.path, "model_config_from": resolved.origin, **result.record(),
+               "encoded": result.encoded, "seconds": round(result.seconds, 3)}
+    if per_query:
+        payload["per_query"] = result.per_query
+    return payload
+
+
+def _print_table(payload: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    title = (f"{payload['benchmark']} ({payload['split']}): {payload['num_queries']} queries, "
+             f"{payload['num_docs']} docs, top {payload['top_k']}, "
+             f"ignore_identical_ids={payload['ignore_identical_ids']}")
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for metric, value in payload["metrics"].items():
+        table.add_row(metric, f"{value:.4f}")
+    console = Console()
+    console.print(table)
+    console.print(f"model: {payload['model']} (config from {payload['model_config_from']}); "
+                  f"encoded {sum(payload['encoded'].values())} texts in {payload['seconds']:.1f}s")

@@ -1,0 +1,103 @@
+"""Texts -> embeddings with a tdro `Encoder`, in length-sorted batches, optionally across processes.
+
+Contract:
+- Tokenisation is the training collator's (`TrainCollator.encode`): the same max lengths, padding side
+  and EOS rule as in training (EOS appended for last-token pooling when the tokenizer adds none).
+- `encode_texts(...)` returns float32 embeddings [len(texts), dim] in the order of `texts`. Batches are
+  formed longest first (by characters): similar lengths pad little, and an out-of-memory shows at once.
+  Runs under `torch.inference_mode`, with autocast when a dtype is given on a GPU.
+- With an `accelerate.Accelerator` of N processes, process r encodes every N-th text of the length order
+  (balanced work); the parts are gathered and every process returns the full array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+    from accelerate import Accelerator
+
+    from tdro.modeling.encoder import Encoder
+
+
+def length_order(texts: Sequence[str]) -> list[int]:
+    """Positions of `texts`, longest first; equal lengths keep their order."""
+    return sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+
+
+def _encode_ordered(
+    encoder: Encoder,
+    texts: Sequence[str],
+    *,
+    max_length: int,
+    batch_size: int,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None,
+    progress,
+) -> torch.Tensor:
+    """Embeddings of `texts` (assumed already length-sorted) in their given order, on `device`."""
+    import torch
+
+    from tdro.data.collator import TrainCollator
+
+    collator = TrainCollator(encoder.tokenizer, encoder.config)  # refuses a tokenizer without needed EOS
+    parts = []
+    use_autocast = autocast_dtype is not None and device.type == "cuda"
+    with torch.inference_mode(), torch.autocast(device.type, dtype=autocast_dtype, enabled=use_autocast):
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start : start + batch_size]
+            batch = collator.encode(list(chunk), max_length)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            parts.append(encoder(**batch).float())
+            if progress is not None:
+                progress.update(len(chunk))
+    if not parts:
+        return torch.zeros((0, encoder.dim), dtype=torch.float32, device=device)
+    return torch.cat(parts)
+
+
+def encode_texts(
+    encoder: Encoder,
+    texts: Sequence[str],
+    *,
+    max_length: int,
+    batch_size: int = 128,
+    accelerator: Accelerator | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    show_progress: bool = True,
+    desc: str = "encoding",
+) -> np.ndarray:
+    """Float32 embeddings [len(texts), dim] in the order of `texts` (see module docstring)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    world = accelerator.num_processes if accelerator else 1
+    rank = accelerator.process_index if accelerator else 0
+    device = accelerator.device if accelerator else next(encoder.parameters()).device
+    order = length_order(texts)
+    mine = order[rank::world]
+    bar = tqdm(total=len(texts), desc=desc, unit="text", disable=not show_progress or rank != 0, leave=False)
+    try:
+        local = _encode_ordered(
+            encoder, [texts[i] for i in mine], max_length=max_length, batch_size=batch_size, device=device,
+            autocast_dtype=autocast_dtype, progress=bar,
+        )
+    finally:
+        bar.close()
+    out = np.empty((len(texts), encoder.dim), dtype=np.float32)
+    if world == 1:
+        out[mine] = local.cpu().numpy()
+        return out
+    # Pad every part to the same row count, gather, then put each process's rows back in place.
+    rows = -(-len(texts) // world)
+    padded = torch.zeros((rows, encoder.dim), dtype=torch.float32, device=device)
+    padded[: local.shape[0]] = local
+    gathered = accelerator.gather(padded).cpu().numpy().reshape(world, rows, encoder.dim)
+    for r in range(world):
+        positions = order[r::world]
+        out[positions] = gathered[r, : len(positions)]
+    return out

@@ -1,0 +1,159 @@
+"""One retriever on one benchmark: encode (or reuse cached vectors), search, score.
+
+`Evaluator` holds a loaded `Encoder`, its identity for the embedding cache and the search settings;
+`Evaluator.evaluate(benchmark, instruction)` returns a `BenchmarkResult` on the main process (None on
+the others when launched on several). Queries get the benchmark's instruction through `format_query`;
+the corpus gets only the model's passage prefix (`format_passage` without instruction), as the
+reference evaluation does. `encoded` counts the texts actually encoded (0 on a full cache hit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tdro.modeling.config import format_passage, format_query
+from tdro.retrieval.beir import Benchmark
+from tdro.retrieval.cache import EmbeddingCache, model_identity, text_key
+from tdro.retrieval.encode import encode_texts
+from tdro.retrieval.metrics import Metric, evaluate_run
+from tdro.retrieval.model_folder import ResolvedModel
+from tdro.retrieval.search import identical_id_positions, search, to_run
+
+if TYPE_CHECKING:
+    import torch
+    from accelerate import Accelerator
+
+    from tdro.modeling.encoder import Encoder
+
+
+@dataclass
+class BenchmarkResult:
+    benchmark: str
+    split: str
+    num_queries: int
+    num_docs: int
+    top_k: int
+    ignore_identical_ids: bool
+    metrics: dict[str, float]
+    per_query: dict[str, dict[str, float]] = field(default_factory=dict)
+    encoded: dict[str, int] = field(default_factory=dict)  # role -> texts encoded (not from cache)
+    seconds: float = 0.0
+
+    def record(self) -> dict[str, Any]:
+        """The entry of `result.json`'s `benchmarks` list (stage output contract)."""
+        return {
+            "benchmark": self.benchmark, "split": self.split, "num_queries": self.num_queries,
+            "num_docs": self.num_docs, "top_k": self.top_k, "ignore_identical_ids": self.ignore_identical_ids,
+            "metrics": self.metrics,
+        }
+
+
+@dataclass
+class SearchSettings:
+    metrics: list[Metric]
+    top_k: int = 1000
+    ignore_identical_ids: bool = False
+    batch_size: int = 128
+    chunk_size: int = 100_000
+
+
+class Evaluator:
+    def __init__(
+        self,
+        encoder: Encoder,
+        model: ResolvedModel,
+        settings: SearchSettings,
+        *,
+        cache: EmbeddingCache | None = None,
+        accelerator: Accelerator | None = None,
+        autocast_dtype: torch.dtype | None = None,
+        show_progress: bool = True,
+    ) -> None:
+        self.encoder = encoder
+        self.model = model
+        self.settings = settings
+        self.cache = cache or EmbeddingCache(None)
+        self.accelerator = accelerator
+        self.autocast_dtype = autocast_dtype
+        self.show_progress = show_progress
+        self._model_key: str | None = None
+
+    @classmethod
+    def load(cls, model: ResolvedModel, settings: SearchSettings, **kwargs: Any) -> Evaluator:
+        """Load the encoder of a resolved model onto the accelerator's device (or GPU/CPU)."""
+        import torch
+
+        from tdro.modeling.encoder import Encoder
+
+        encoder = Encoder.from_pretrained(
+            model.path, model.config, dtype=model.dtype.value, trust_remote_code=model.trust_remote_code
+        )
+        accelerator = kwargs.get("accelerator")
+        fallback = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = accelerator.device if accelerator else fallback
+        encoder.to(device).eval()
+        return cls(encoder, model, settings, **kwargs)
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator is None or self.accelerator.is_main_process
+
+    @property
+    def model_key(self) -> str:
+        if self._model_key is None:
+            m = self.model
+            self._model_key = model_identity(m.path, m.config, m.dtype.value, self.cache)
+        return self._model_key
+
+    def embed(self, texts: list[str], *, role: str, max_length: int) -> tuple[np.ndarray, int]:
+        """Embeddings of `texts` and how many were encoded; the cache is read and written on main only."""
+        cached = None
+        key = ""
+        if self.cache.enabled and self.is_main:
+            key = text_key(self.model_key, role, max_length, texts)
+            cached = self.cache.load(self.model_key, key, len(texts))
+        if self.accelerator is not None and self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            flag = [cached is not None]
+            broadcast_object_list(flag, from_process=0)
+            hit = bool(flag[0])
+        else:
+            hit = cached is not None
+        if hit:
+            return (cached if cached is not None else np.empty((0, 0), np.float32)), 0
+        vectors = encode_texts(
+            self.encoder, texts, max_length=max_length, batch_size=self.settings.batch_size,
+            accelerator=self.accelerator, autocast_dtype=self.autocast_dtype,
+            show_progress=self.show_progress, desc=role,
+        )
+        if self.cache.enabled and self.is_main:
+            self.cache.save(self.model_key, key, vectors)
+        return vectors, len(texts)
+
+    def evaluate(self, bench: Benchmark, instruction: str | None = None) -> BenchmarkResult | None:
+        import time
+
+        started = time.perf_counter()
+        config = self.encoder.config
+        queries = [format_query(q, instruction, config) for q in bench.query_texts]
+        docs = [format_passage(d, None, config) for d in bench.doc_texts]
+        q_vectors, q_encoded = self.embed(queries, role="query", max_length=config.query_max_length)
+        d_vectors, d_encoded = self.embed(docs, role="passage", max_length=config.passage_max_length)
+        if not self.is_main:
+            return None
+        s = self.settings
+        exclude = identical_id_positions(bench.query_ids, bench.doc_ids) if s.ignore_identical_ids else None
+        scores, indices = search(
+            q_vectors, d_vectors, top_k=s.top_k, chunk_size=s.chunk_size, exclude=exclude
+        )
+        result = evaluate_run(bench.qrels, to_run(scores, indices, bench.query_ids, bench.doc_ids), s.metrics)
+        return BenchmarkResult(
+            benchmark=bench.name, split=bench.split, num_queries=bench.num_queries, num_docs=bench.num_docs,
+            top_k=s.top_k, ignore_identical_ids=s.ignore_identical_ids, metrics=result.mean,
+            per_query=result.per_query, encoded={"query": q_encoded, "passage": d_encoded},
+            seconds=time.perf_counter() - started,
+        )

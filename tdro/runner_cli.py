@@ -1,0 +1,248 @@
+"""`tdro plan | run | status | sql | report`: the runner's commands (mounted at the top level of `tdro`).
+
+Control plane only: nothing here imports torch, transformers or faiss, so a fully cached `tdro run`
+answers in about a second. Run as `python -m tdro.runner_cli ...` too (same exit codes: 2 on a user error).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tdro.catalog.query import OutputFormat, cell, run_sql, to_csv, to_json
+from tdro.errors import USER_ERROR_EXIT_CODE, UserError
+
+app = typer.Typer(help="Plan, run and inspect experiments.", add_completion=False,
+                  pretty_exceptions_enable=False)
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+DEFAULT_CATALOG = "catalog.duckdb"
+SpecArg = Annotated[Path, typer.Argument(help="Experiment spec YAML, e.g. experiments/demo.yaml.")]
+OverridesArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="Dotted overrides key=value, e.g. dro.eta=0.05 train.steps=5.", show_default=False),
+]
+CatalogOpt = Annotated[
+    Path | None,
+    typer.Option("--catalog", envvar="TDRO_CATALOG",
+                 help="DuckDB catalog file (default: the spec's output.catalog, else catalog.duckdb)."),
+]
+
+
+class PlanFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+def _plan(spec: Path, overrides: list[str] | None, catalog: Path | None):  # type: ignore[no-untyped-def]
+    from tdro.plan.graph import build_plan
+    from tdro.spec.load import load_experiment
+
+    return build_plan(load_experiment(spec, overrides or []), catalog=catalog)
+
+
+def _catalog(catalog: Path | None) -> Path:
+    return catalog or Path(DEFAULT_CATALOG)
+
+
+def plan_rows(plan, *, gpu: bool) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+    """The plan as plain data: what `tdro plan --format json` prints."""
+    from tdro.plan.runner import stage_command
+
+    port = plan.stages[0].resources.main_process_port if plan.stages else None
+    return [
+        {
+            "id": s.id, "kind": s.kind.value, "arms": s.arms, "status": s.status.value, "inputs": s.inputs,
+            "folder": str(s.folder),
+            "command": " ".join(stage_command(s, gpu=gpu, port=port or "$PORT")),
+        }
+        for s in plan.stages
+    ]
+
+
+@app.command()
+def plan(
+    spec: SpecArg,
+    overrides: OverridesArg = None,
+    format: Annotated[PlanFormat, typer.Option("--format", help="table or json.")] = PlanFormat.table,
+    emit: Annotated[Path | None, typer.Option(
+        "--emit", help="Write launch scripts (shell + Slurm) for the stages to run into this folder "
+        "instead of running them.")] = None,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Show the stage graph: every stage's id, kind, arms, inputs and whether it is cached or to run.
+
+    Example: tdro plan experiments/demo.yaml dro.eta=0.05 --format json
+    """
+    from tdro.plan.launch import gpu_available
+
+    the_plan = _plan(spec, overrides, catalog)
+    if emit is not None:
+        from tdro.plan.emit import emit as emit_scripts
+
+        written = emit_scripts(the_plan, emit)
+        console.print(f"{len(written.shell)} stage scripts in {emit} (run_all.sh), "
+                      f"Slurm batch files in {emit / 'slurm'} (submit_all.sh)")
+        return
+    rows = plan_rows(the_plan, gpu=gpu_available())
+    if format is PlanFormat.json:
+        print(json.dumps(rows, indent=2))
+        return
+    title = f"{the_plan.experiment}: {len(rows)} stages"
+    table = Table("kind", "id", "status", "arms", "inputs", title=title)
+    for r in rows:
+        status = "[green]cached[/green]" if r["status"] == "cached" else "[yellow]run[/yellow]"
+        table.add_row(str(r["kind"]), str(r["id"])[:12], status, ", ".join(r["arms"]),  # type: ignore[arg-type]
+                      ", ".join(i[:12] for i in r["inputs"]))  # type: ignore[attr-defined]
+    console.print(table)
+
+
+@app.command()
+def run(
+    spec: SpecArg,
+    overrides: OverridesArg = None,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Run every stage not cached, in graph order; ingest each finished stage; print the results.
+
+    A failed stage stops only its dependants; its log path and last lines are printed and the exit code
+    is 1. Running again resumes it from its checkpoint. Example: tdro run experiments/demo.yaml
+    """
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from tdro.plan.runner import Outcome, Runner, results_table
+
+    the_plan = _plan(spec, overrides, catalog)
+    todo = sum(1 for s in the_plan.stages if s.status.value == "run")
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        description = f"{the_plan.experiment}: {todo} of {len(the_plan.stages)} stages to run"
+        task = bar.add_task(description, total=todo)
+
+        def on_event(event: str, stage, outcome) -> None:  # type: ignore[no-untyped-def]
+            if event == "start":
+                bar.update(task, description=f"{stage.name} ({', '.join(stage.arms)})")
+            elif outcome.outcome is not Outcome.cached:
+                bar.advance(task)
+                colour = {"done": "green", "failed": "red", "skipped": "yellow"}[outcome.outcome.value]
+                bar.console.print(f"[{colour}]{outcome.outcome.value}[/{colour}] {stage.name} "
+                                  f"{outcome.seconds:.1f}s {outcome.reason}")
+
+        report = Runner(the_plan, on_event=on_event).run()
+    columns, body = results_table(report.results)
+    if body:
+        table = Table(*columns, title=f"{the_plan.experiment}: results")
+        for row in body:
+            table.add_row(*(cell(v) for v in row))
+        console.print(table)
+    counts = {o.value: sum(1 for x in report.outcomes if x.outcome is o) for o in Outcome}
+    console.print(", ".join(f"{n} {k}" for k, n in counts.items() if n) + f"; catalog {the_plan.catalog}")
+    for failed in (o for o in report.outcomes if o.outcome is Outcome.failed):
+        err_console.print(f"[red]failed[/red] {failed.stage.name}: {failed.reason}; log: {failed.log}")
+        for line in failed.tail:
+            err_console.print("  " + line, markup=False, highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(catalog: CatalogOpt = None) -> None:
+    """List the experiments in the catalog and their stages (kind, status, seconds, folder)."""
+    path = _catalog(catalog)
+    rows = run_sql(path, """
+        SELECT DISTINCT sa.experiment, s.kind, substr(s.stage_id, 1, 12) AS id, s.status,
+               round(s.seconds, 1) AS seconds, s.finished, s.output_dir
+        FROM stages s JOIN stage_arms sa USING (stage_id)
+        ORDER BY sa.experiment, s.finished NULLS LAST
+    """)
+    experiments = run_sql(path, "SELECT name, updated FROM experiments ORDER BY name")
+    if not experiments.rows:
+        console.print(f"{path}: no experiments yet")
+        return
+    for name, updated in experiments.rows:
+        mine = [r for r in rows.rows if r[0] == name]
+        table = Table("kind", "id", "status", "seconds", "finished", "folder",
+                      title=f"{name} (registered {cell(updated)})")
+        for r in mine:
+            table.add_row(*(cell(v) for v in r[1:]))
+        console.print(table)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="A SQL query; the views results, weights and trajectory "
+                                          "answer most questions.")],
+    format: Annotated[
+        OutputFormat, typer.Option("--format", help="table, csv or json.")
+    ] = OutputFormat.table,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Query the catalog read-only.
+
+    Example: tdro sql "SELECT measure, transfer, avg(value) FROM results GROUP BY ALL" --format csv
+    """
+    rows = run_sql(_catalog(catalog), query)
+    if format is OutputFormat.csv:
+        sys.stdout.write(to_csv(rows))
+    elif format is OutputFormat.json:
+        print(to_json(rows))
+    else:
+        table = Table(*rows.columns)
+        for row in rows.rows:
+            table.add_row(*(cell(v) for v in row))
+        console.print(table)
+
+
+@app.command()
+def report(
+    experiment: Annotated[str, typer.Argument(help="Experiment name (the spec's `name`).")],
+    catalog: CatalogOpt = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Folder for report.md and the PNGs (default runs/reports/<experiment>/).")] = None,
+) -> None:
+    """Write report.md with PNG plots: alpha trajectories, final weights, metric per arm and benchmark."""
+    from tdro.report import write_report
+
+    t0 = time.monotonic()
+    path = write_report(_catalog(catalog), experiment, out)
+    console.print(f"{path} ({time.monotonic() - t0:.1f}s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run these commands standalone; user errors print one line each and return 2."""
+    import click
+
+    try:
+        # Without standalone mode click returns (not raises) the code of typer.Exit and of an interrupt.
+        code = app(args=argv, standalone_mode=False)
+    except UserError as exc:
+        for line in exc.problems:
+            err_console.print(f"[red]error:[/red] {line}", highlight=False)
+        return USER_ERROR_EXIT_CODE
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err_console.print("interrupted: finished stages are kept; run again to resume")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return USER_ERROR_EXIT_CODE
+    if code == 130:
+        err_console.print("interrupted: finished stages are kept; run again to resume")
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The evaluate stage: `accelerate launch -m tdro.stages.evaluate STAGE_FILE` (1 or more processes).
+
+Reads an `EvaluateStageFile`; loads the retriever in `model_dir` (its tdro_retriever.json, else the
+stage's model card gives pooling, normalisation and prompts); evaluates every benchmark card (corpus
+encoding sharded across processes, search and metrics on the main process); the main process writes
+`per_query/<benchmark>.parquet` and then `result.json` (each under a temporary name, then renamed) into
+`output_dir`, as `tdro.spec.stage_file` specifies. Exit 0 on success, 2 with one line per problem on
+stderr for a `UserError`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from tdro.enums import MixedPrecision
+from tdro.errors import UserError
+from tdro.spec.stage_file import EvaluateStageFile
+from tdro.stages.outputs import write_parquet, write_result
+from tdro.stages.runtime import make_accelerator, run_job, start_tracker
+
+PER_QUERY_FOLDER = "per_query"
+
+
+def _autocast_dtype(mode: MixedPrecision):
+    import torch
+
+    if not torch.cuda.is_available() or mode is MixedPrecision.no:
+        return None
+    return torch.bfloat16 if mode is MixedPrecision.bf16 else torch.float16
+
+
+def _write_per_query(folder: Path, name: str, per_query: dict[str, dict[str, float]]) -> str:
+    metrics = sorted({m for values in per_query.values() for m in values})
+    rows = [{"query_id": q, **values} for q, values in per_query.items()]
+    relative = f"{PER_QUERY_FOLDER}/{name}.parquet"
+    (folder / PER_QUERY_FOLDER).mkdir(parents=True, exist_ok=True)
+    write_parquet(folder / relative, rows, ["query_id", *metrics])
+    return relative
+
+
+def run(stage: EvaluateStageFile) -> dict | None:
+    """Evaluate every benchmark of the stage; the main process writes and returns result.json's fields."""
+    if not isinstance(stage, EvaluateStageFile):
+        raise UserError(f"stage {stage.stage_id}: kind {stage.kind!r} is not an evaluate stage")
+    from tdro.retrieval.beir import load_beir
+    from tdro.retrieval.cache import EmbeddingCache
+    from tdro.retrieval.evaluator import Evaluator, SearchSettings
+    from tdro.retrieval.metrics import parse_metrics
+    from tdro.retrieval.model_folder import resolve_folder
+
+    started = time.perf_counter()
+    spec = stage.evaluate
+    settings = SearchSettings(
+        parse_metrics(spec.metrics, field_name="evaluate.metrics"), top_k=spec.top_k,
+        ignore_identical_ids=spec.ignore_identical_ids, batch_size=spec.batch_size,
+        chunk_size=spec.chunk_size,
+    )
+    if not Path(stage.model_dir).is_dir():
+        raise UserError(f"model_dir {stage.model_dir}: no such folder")
+    model = resolve_folder(stage.model_dir, card=stage.model)
+    # Check every benchmark before encoding anything: a bad file fails in seconds, not after an hour.
+    benches = [load_beir(card.path, card.split, name=card.name) for card in stage.benchmarks]
+    accelerator = make_accelerator(stage.resources)
+    evaluator = Evaluator.load(
+        model, settings, cache=EmbeddingCache(stage.cache_dir), accelerator=accelerator,
+        autocast_dtype=_autocast_dtype(stage.resources.mixed_precision),
+    )
+    tracker = start_tracker(stage, accelerator)
+    records = []
+    per_query_files = {}
+    for card, bench in zip(stage.benchmarks, benches, strict=True):
+        result = evaluator.evaluate(bench, card.instruction)
+        if result is not None:
+            records.append(result.record())
+            per_query_files[card.name] = _write_per_query(stage.output, card.name, result.per_query)
+            tracker.summary({f"{card.name}/{name}": value for name, value in result.metrics.items()})
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return None
+    tracker.finish()
+    fields = {
+        "kind": "evaluate", "stage_id": stage.stage_id,
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "model_dir": stage.model_dir, "benchmarks": records, "per_query": per_query_files,
+    }
+    stage.output.mkdir(parents=True, exist_ok=True)
+    write_result(stage.output, fields)
+    return fields
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_job(run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""The catalog schema: versioned migrations, the public views' exact columns, read-only SQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tdro.catalog.connection import open_catalog, transaction
+from tdro.catalog.query import run_sql, to_csv, to_json
+from tdro.catalog.schema import SCHEMA_VERSION, current_version
+from tdro.errors import UserError
+
+VIEW_COLUMNS = {
+    "results": ["experiment", "arm", "measure", "transfer", "base_model", "benchmark", "metric", "value",
+                "stage_id"],
+    "weights": ["experiment", "arm", "measure", "source", "dataset", "weight", "stage_id"],
+    "trajectory": ["experiment", "arm", "measure", "step", "dataset", "alpha", "group_measure", "proxy_loss",
+                   "ref_loss"],
+}
+
+
+def test_migrations_and_views(tmp_path: Path) -> None:
+    path = tmp_path / "c.duckdb"
+    with open_catalog(path) as con:
+        assert current_version(con) == SCHEMA_VERSION == 1
+    with open_catalog(path) as con:  # opening again applies nothing twice
+        assert con.execute("SELECT count(*) FROM schema_version").fetchone() == (1,)
+    for view, columns in VIEW_COLUMNS.items():
+        assert run_sql(path, f"SELECT * FROM {view}").columns == columns
+
+
+def test_sql_is_read_only_and_errors_are_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.duckdb"
+    with pytest.raises(UserError, match="no such file"):
+        run_sql(path, "SELECT 1")
+    with transaction(path) as con:
+        con.execute("INSERT INTO experiments VALUES ('e', 'e.yaml', '{}', now())")
+    with pytest.raises(UserError) as bad:
+        run_sql(path, "DELETE FROM experiments")
+    assert "read-only" in str(bad.value) and "\n" not in str(bad.value)
+    with pytest.raises(UserError, match="^sql: ") as syntax:
+        run_sql(path, "SELEC nonsense")
+    assert "\n" not in str(syntax.value)
+    rows = run_sql(path, "SELECT name, 0.5 AS x FROM experiments")
+    assert to_csv(rows) == "name,x\ne,0.5\n"
+    assert '"name": "e"' in to_json(rows)
+
+
+def test_a_failing_transaction_leaves_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "c.duckdb"
+    with pytest.raises(RuntimeError), transaction(path) as con:
+        con.execute("INSERT INTO experiments VALUES ('e', 'e.yaml', '{}', now())")
+        raise RuntimeError("mid-ingest failure")
+    assert run_sql(path, "SELECT count(*) FROM experiments").rows == [(0,)]

@@ -1,0 +1,102 @@
+"""Stage ids: what changes them and what does not; sharing between arms; uniform transfer reuse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.runner_project import load, write_project
+from tdro.plan.graph import build_plan
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Path:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    return write_project(tmp_path, model)
+
+
+def ids_by_kind(spec: Path, *overrides: str) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for stage in build_plan(load(spec, *overrides)).stages:
+        out.setdefault(stage.kind.value, set()).add(stage.id)
+    return out
+
+
+def changed(a: dict[str, set[str]], b: dict[str, set[str]]) -> dict[str, int]:
+    return {kind: len(a[kind] - b.get(kind, set())) for kind in a}
+
+
+def test_graph_of_one_arm(spec: Path) -> None:
+    plan = build_plan(load(spec))
+    kinds = [s.kind.value for s in plan.stages]
+    assert kinds == ["reference", "optimize", "train", "evaluate", "evaluate"]
+    ref, opt, train, ev_ref, ev_train = plan.stages
+    assert opt.inputs == [ref.id] and train.inputs == [opt.id]
+    assert ev_ref.inputs == [ref.id] and ev_train.inputs == [train.id]
+    assert all(s.status.value == "run" for s in plan.stages)
+    assert opt.stage_file.reference_model_dir == str(ref.folder / "model")
+    assert train.stage_file.mixture.weights_file == str(opt.folder / "weights.json")
+    assert ref.stage_file.mixture.weights == {"alpha": 1.0, "beta": 1.0, "gamma": 1.0}
+    assert ev_train.stage_file.model_dir == str(train.folder / "model")
+    assert ref.partial.name == f"reference-{ref.id[:12]}.partial"
+
+
+def test_evaluate_metrics_change_only_evaluate_ids(spec: Path) -> None:
+    base = ids_by_kind(spec)
+    other = ids_by_kind(spec, "evaluate.metrics=[ndcg@10,recall@100]")
+    assert changed(base, other) == {"reference": 0, "optimize": 0, "train": 0, "evaluate": 2}
+
+
+def test_eta_change_reruns_stage1_stage2_and_their_evaluations_only(spec: Path) -> None:
+    plan_a, plan_b = build_plan(load(spec)), build_plan(load(spec, "dro.eta=0.1"))
+    a = {s.id for s in plan_a.stages}
+    new = [s for s in plan_b.stages if s.id not in a]
+    assert sorted(s.kind.value for s in new) == ["evaluate", "optimize", "train"]
+    (new_eval,) = [s for s in new if s.kind.value == "evaluate"]
+    assert new_eval.inputs == [next(s.id for s in new if s.kind.value == "train")]
+
+
+def test_run_only_fields_do_not_change_ids(spec: Path) -> None:
+    base = ids_by_kind(spec)
+    same = ids_by_kind(spec, "train.checkpoint_every=7", "dro.checkpoint_every=3", "tracking.mode=offline",
+                       "resources.processes=4", "evaluate.batch_size=3", "output.catalog=elsewhere.duckdb")
+    assert same == base
+
+
+def test_arms_share_equal_stages(spec: Path) -> None:
+    plan = build_plan(load(spec, "sweep.grid={dro.measure: [loss, loss_minus_ref, loss_over_ref]}"))
+    kinds = [s.kind.value for s in plan.stages]
+    # one reference (and its evaluation) for three measures; per measure: optimize, train, evaluate
+    assert kinds.count("reference") == 1 and kinds.count("optimize") == 3 and kinds.count("train") == 3
+    assert kinds.count("evaluate") == 4
+    ref = plan.stages[0]
+    assert len(ref.arms) == 3
+    assert {link.transfer for link in ref.links} == {"baseline"}
+    single = {s.id for s in build_plan(load(spec, "dro.measure=loss")).stages}
+    assert single <= {s.id for s in plan.stages}  # an arm's stages are the stages of the same single run
+
+
+def test_uniform_transfer_reuses_the_reference(spec: Path) -> None:
+    plan = build_plan(load(spec, "transfer=[{mode: uniform}, {mode: reweight}]"))
+    kinds = [s.kind.value for s in plan.stages]
+    assert kinds == ["reference", "optimize", "train", "evaluate", "evaluate"]
+    ref = plan.stages[0]
+    assert {(link.transfer, link.measure) for link in ref.links} == {("baseline", None), ("uniform", None)}
+    ref_eval = next(s for s in plan.stages if s.kind.value == "evaluate" and s.inputs == [ref.id])
+    assert {link.transfer for link in ref_eval.links} == {"baseline", "uniform"}
+
+
+def test_dataset_content_not_mtime_identifies_data(spec: Path) -> None:
+    import os
+
+    base = ids_by_kind(spec)
+    data = spec.parent / "data" / "beta.jsonl"
+    st = data.stat()
+    os.utime(data, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched, same bytes
+    assert ids_by_kind(spec) == base
+    data.write_text(data.read_text().replace("what", "which", 1))
+    moved = ids_by_kind(spec)
+    assert all(not (moved[k] & base[k]) for k in base)  # every stage reads the data (eval via its model)
