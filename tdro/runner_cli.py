@@ -142,7 +142,9 @@ def run(
         report = Runner(the_plan, on_event=on_event).run()
     columns, body = results_table(report.results)
     if body:
-        table = Table(*columns, title=f"{the_plan.experiment}: results")
+        table = Table(title=f"{the_plan.experiment}: results")
+        for column in columns:
+            table.add_column(column, overflow="fold")
         for row in body:
             table.add_row(*(cell(v) for v in row))
         console.print(table)
@@ -162,7 +164,8 @@ def status(catalog: CatalogOpt = None) -> None:
     path = _catalog(catalog)
     rows = run_sql(path, """
         SELECT DISTINCT sa.experiment, s.kind, substr(s.stage_id, 1, 12) AS id, s.status,
-               round(s.seconds, 1) AS seconds, s.finished, s.output_dir
+               printf('%.1f', s.seconds) AS seconds, strftime(s.finished, '%Y-%m-%d %H:%M:%S') AS finished,
+               s.output_dir
         FROM stages s JOIN stage_arms sa USING (stage_id)
         ORDER BY sa.experiment, s.finished NULLS LAST
     """)
@@ -172,8 +175,9 @@ def status(catalog: CatalogOpt = None) -> None:
         return
     for name, updated in experiments.rows:
         mine = [r for r in rows.rows if r[0] == name]
-        table = Table("kind", "id", "status", "seconds", "finished", "folder",
-                      title=f"{name} (registered {cell(updated)})")
+        title = f"{name} (registered {updated:%Y-%m-%d %H:%M})"
+        table = Table("kind", "id", "status", "seconds", "finished", title=title)
+        table.add_column("folder", overflow="fold")
         for r in mine:
             table.add_row(*(cell(v) for v in r[1:]))
         console.print(table)

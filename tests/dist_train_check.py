@@ -27,7 +27,9 @@ def main(model_dir: str, out_prefix: str, stage_path: str | None = None) -> None
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     encoder = Encoder.from_pretrained(model_dir, RetrieverConfig(pooling=Pooling.mean))
     encoder.eval()  # no dropout: the processes' encodings must equal the single-process ones
-    query, passages = grad_check_batch(encoder.tokenizer, accelerator.num_processes, accelerator.process_index)
+    query, passages = grad_check_batch(
+        encoder.tokenizer, accelerator.num_processes, accelerator.process_index
+    )
     model = accelerator.prepare(encoder)
     loss_fn = ContrastiveLoss(passages_per_query=3, temperature=0.05, cross_device=True)
     saved = {"world": accelerator.num_processes}
@@ -35,7 +37,8 @@ def main(model_dir: str, out_prefix: str, stage_path: str | None = None) -> None
         loss = forward_backward(model, query, passages, loss_fn, accelerator=accelerator, chunk_size=chunk)
         saved[f"{label}_loss"] = (loss / loss_fn.scale()).item()
         saved[f"{label}_grads"] = {
-            n: p.grad.detach().clone() for n, p in accelerator.unwrap_model(model).named_parameters()
+            n: p.grad.detach().clone()
+            for n, p in accelerator.unwrap_model(model).named_parameters()
             if p.grad is not None
         }
         model.zero_grad(set_to_none=True)

@@ -16,9 +16,9 @@ from typing import Any
 import duckdb
 import yaml
 
-from tests.train_helpers import write_dataset
 from tdro.spec.load import Experiment, load_experiment
 from tdro.spec.registry import Registry
+from tests.train_helpers import write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_BEIR = REPO / "tests" / "fixtures" / "tiny_beir"
@@ -81,7 +81,8 @@ def fake_outputs(stage: Any, *, value: float = 0.5, weights: dict[str, float] | 
         (folder / "model").mkdir(exist_ok=True)
         result.update(steps=2, final_loss=value, model_dir="model",
                       mixture={n: 1.0 / len(names) for n in names},
-                      datasets=[{"name": n, "rows": 24, "fingerprint": "x", "skipped_lines": 0} for n in names])
+                      datasets=[{"name": n, "rows": 24, "fingerprint": "x", "skipped_lines": 0}
+                                for n in names])
         con = duckdb.connect()
         con.execute(f"COPY (SELECT range AS step, {value} AS loss, 1e-4 AS lr, 'alpha' AS dataset, "
                     f"1.0 AS grad_norm, 0.1 AS seconds FROM range(1, 3)) TO '{folder / 'metrics.parquet'}'")

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.runner_project import REPO, fake_outputs, load, write_project
 from tdro.catalog import ingest as cat
 from tdro.catalog.connection import open_catalog, transaction
 from tdro.catalog.query import run_sql
 from tdro.plan.graph import build_plan
 from tdro.plan.runner import Outcome, Runner
+from tests.runner_project import REPO, fake_outputs, load, write_project
 
 SWEEP = ("sweep.grid={dro.measure: [loss, loss_over_ref]}", "transfer=[{mode: top_percent, percent: 70}, "
          "{mode: uniform}]")
@@ -94,7 +94,8 @@ def test_a_stage_that_cannot_be_ingested_leaves_nothing(spec: Path) -> None:
     with pytest.raises(Exception, match="parquet"), transaction(plan.catalog) as con:
         cat.ingest_stage(con, record)
     for table in ("stages", "mixture_weights", "trajectory_rows"):
-        assert run_sql(plan.catalog, f"SELECT count(*) FROM {table} WHERE stage_id = ?", [opt.id]).rows == [(0,)]
+        count = run_sql(plan.catalog, f"SELECT count(*) FROM {table} WHERE stage_id = ?", [opt.id])
+        assert count.rows == [(0,)]
     # the runner reports it as that stage's failure; the other stages are still ingested
     report = Runner(plan, gpu=False).run()
     assert [o.outcome.value for o in report.outcomes] == ["cached", "failed", "cached", "cached", "cached"]

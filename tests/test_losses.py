@@ -54,7 +54,9 @@ def test_random_against_loops():
     p = torch.nn.functional.normalize(torch.randn(9, 5, generator=g), dim=-1)
     for only_hn in (False, True):
         expected = _loop_info_nce(q.tolist(), p.tolist(), 3, 0.05, only_hn)
-        got = info_nce(q, p, passages_per_query=3, temperature=0.05, only_hard_negatives=only_hn, reduction="none")
+        got = info_nce(
+            q, p, passages_per_query=3, temperature=0.05, only_hard_negatives=only_hn, reduction="none"
+        )
         assert got.tolist() == pytest.approx(expected, rel=1e-5)
 
 
@@ -87,7 +89,9 @@ def test_matryoshka_sums_renormalised_truncations():
     plain = matryoshka(
         lambda a, b: info_nce(a, b, passages_per_query=2, temperature=0.1), q, p, [1], renormalize=False
     )
-    assert plain.item() == pytest.approx(sum(_loop_info_nce([[3.0], [1.0]], [[2.0], [-1.0], [0.0], [1.0]], 2, 0.1)) / 2)
+    assert plain.item() == pytest.approx(
+        sum(_loop_info_nce([[3.0], [1.0]], [[2.0], [-1.0], [0.0], [1.0]], 2, 0.1)) / 2
+    )
 
 
 def test_gradient_is_softmax_minus_onehot():

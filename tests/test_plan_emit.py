@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.runner_project import load, write_project
 from tdro.enums import Backend, MixedPrecision, StageKind
 from tdro.plan.emit import emit
 from tdro.plan.graph import build_plan
 from tdro.plan.launch import accelerate_config, launch_args
 from tdro.runner_cli import main
 from tdro.spec.experiment import ResourcesSpec
+from tests.runner_project import load, write_project
 
 TWO_MACHINES = ("resources.machines=2", "resources.processes=4", "resources.mixed_precision=bf16")
 
@@ -29,7 +29,8 @@ def spec(tmp_path: Path) -> Path:
 
 
 def test_ddp_flags_single_and_multi_process() -> None:
-    one = launch_args(StageKind.optimize, "/r/s", ResourcesSpec(), mixed_precision=MixedPrecision.no, port=123)
+    one = launch_args(StageKind.optimize, "/r/s", ResourcesSpec(), mixed_precision=MixedPrecision.no,
+                      port=123)
     assert one == ["accelerate", "launch", "--num_processes", "1", "--num_machines", "1", "--mixed_precision",
                    "no", "--dynamo_backend", "no", "--main_process_port", "123", "-m", "tdro.stages.optimize",
                    "/r/s/stage.json"]

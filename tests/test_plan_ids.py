@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.runner_project import load, write_project
 from tdro.plan.graph import build_plan
+from tests.runner_project import load, write_project
 
 
 @pytest.fixture

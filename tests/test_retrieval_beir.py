@@ -138,3 +138,10 @@ def test_unsupported_st_pooling_and_tdro_folder(tmp_path: Path, minilm_dir: Path
 def test_unknown_model_name(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not a folder, not a model card name"):
         resolve_model("no-such-model", registry_root=tmp_path)
+
+
+def test_model_card_name(minilm_dir: Path) -> None:
+    registry = Path(__file__).resolve().parents[1] / "registry"
+    model = resolve_model("all-minilm-l6-v2", registry_root=registry)
+    assert model.origin == "model card all-minilm-l6-v2"  # the card wins over the folder's ST files
+    assert Path(model.path) == minilm_dir.resolve() and model.config.pooling is Pooling.mean

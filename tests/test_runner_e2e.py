@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.runner_project import REPO, load, write_project
 from tdro.catalog.query import run_sql
 from tdro.plan.graph import build_plan
 from tdro.plan.runner import Outcome, Runner
 from tdro.runner_cli import main
+from tests.runner_project import REPO, load, write_project
 
 pytestmark = pytest.mark.slow
 
@@ -48,8 +48,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> di
     first.send_signal(signal.SIGTERM)
     out = first.communicate(timeout=60)[0]
     killed = {"code": first.returncode, "output": out,
-              "folders": sorted(p.name.split("-")[0] + (".partial" if p.suffix else "") for p in runs.iterdir()
-                                if p.is_dir() and not p.name.startswith("."))}
+              "folders": sorted(p.name.split("-")[0] + (".partial" if p.suffix else "")
+                                for p in runs.iterdir() if p.is_dir() and not p.name.startswith("."))}
     catalog_after_kill = run_sql(root / "catalog.duckdb", "SELECT kind FROM stages").rows
     second = Runner(build_plan(load(spec)), gpu=False).run()
     return {"root": root, "spec": spec, "killed": killed, "catalog_after_kill": catalog_after_kill,

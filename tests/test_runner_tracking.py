@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.runner_project import fake_outputs, load, write_project
 from tdro.plan.graph import build_plan
 from tdro.plan.runner import Runner
+from tests.runner_project import fake_outputs, load, write_project
 
 WEIGHTS = {"alpha": 0.6, "beta": 0.3, "gamma": 0.1}
 
@@ -30,7 +30,8 @@ def test_new_stages_are_logged_to_wandb_offline(tmp_path: Path, monkeypatch: pyt
     plan = build_plan(load(spec, "tracking.mode=offline"))
     assert [s.id for s in plan.stages] == [s.id for s in quiet.stages]  # tracking is not part of any id
     Runner(plan, gpu=False).register()
-    logged = sorted(p.parent.parent.name for p in tmp_path.glob("runs/*/wandb/offline-run-*/run-*.wandb"))
+    runs = tmp_path.glob("runs/*/wandb/offline-run-*/run-*.wandb")
+    logged = sorted(p.parent.parent.parent.name for p in runs)
     assert logged == sorted([opt.name, ev_ref.name])  # only the stages ingested now
     (opt_run,) = (tmp_path / "runs" / opt.name / "wandb").glob("offline-run-*")
     assert opt_run.name.endswith(f"optimize-{opt.id[:12]}")

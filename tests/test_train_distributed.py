@@ -39,9 +39,22 @@ def test_two_processes_match_one_full_batch(tmp_path, tiny_bert_dir):
     stage = stage_file(tmp_path / "run", model_card(tiny_bert_dir), cards, steps=3, checkpoint_every=2)
     accelerate = Path(sys.executable).with_name("accelerate")
     cmd = [
-        str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-        str(REPO / "tests" / "dist_train_check.py"), str(tiny_bert_dir), str(tmp_path / "grads"),
+        str(accelerate),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        str(REPO / "tests" / "dist_train_check.py"),
+        str(tiny_bert_dir),
+        str(tmp_path / "grads"),
         str(tmp_path / "run" / "stage.json"),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
@@ -70,7 +83,13 @@ def test_two_processes_match_one_full_batch(tmp_path, tiny_bert_dir):
     result = json.loads((out / "result.json").read_text())
     assert result["num_processes"] == 2 and result["steps"] == 3
     assert sorted(p.name for p in (out / "checkpoints" / "step-2").iterdir()) == [
-        "complete", "model.pt", "optimizer.pt", "rank-0.pt", "rank-1.pt", "scheduler.pt", "trainer.pt",
+        "complete",
+        "model.pt",
+        "optimizer.pt",
+        "rank-0.pt",
+        "rank-1.pt",
+        "scheduler.pt",
+        "trainer.pt",
     ]
     assert [r["step"] for r in pq.read_table(out / "metrics.parquet").to_pylist()] == [1, 2, 3]
     assert Encoder.from_pretrained(out / "model").dim == 32

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from tdro.errors import UserError
+from tdro.spec.experiment import TransferSpec
+from tdro.spec.stage_file import Mixture
 from tdro.stages import train
 from tests.train_helpers import dataset_cards, model_card, stage_file
 
@@ -40,7 +42,14 @@ def test_tiny_decoder_last_token_learns(tmp_path, tiny_decoder_dir):
     cards = dataset_cards(tmp_path / "data")
     card = model_card(tiny_decoder_dir, pooling="last_token", eos="append", padding_side="left")
     stage = stage_file(
-        tmp_path / "run", card, cards, steps=20, learning_rate=1e-3, temperature=0.1, warmup_steps=5,
+        tmp_path / "run",
+        card,
+        cards,
+        tracking="offline",
+        steps=20,
+        learning_rate=1e-3,
+        temperature=0.1,
+        warmup_steps=5,
         gradient_accumulation=2,
     )
     train.run(stage)
@@ -49,6 +58,13 @@ def test_tiny_decoder_last_token_learns(tmp_path, tiny_decoder_dir):
     assert last < 0.6 * first, (first, last)
     from tdro.modeling.encoder import Encoder
 
+    import wandb
+
+    wandb.teardown()  # the W&B service writes the run file asynchronously; this waits for it
+    (run_dir,) = (tmp_path / "run" / "wandb").glob("offline-run-*")  # a real offline W&B run
+    records = next(run_dir.glob("run-*.wandb")).read_bytes()  # protobuf records: keys stored as text
+    missing = [k for k in (b"train/loss", b"train/lr", b"train/grad_norm", b"final_loss") if k not in records]
+    assert not missing, missing
     enc = Encoder.from_pretrained(tmp_path / "run" / "model")
     assert enc.config.pooling.value == "last_token" and enc.tokenizer.padding_side == "left"
 
@@ -78,8 +94,14 @@ def test_resume_after_kill_gives_identical_weights(tmp_path, tiny_bert_dir):
 def test_nan_loss_stops_naming_step_and_dataset(tmp_path, tiny_bert_dir):
     cards = dataset_cards(tmp_path / "data", names=("alpha",))
     stage = stage_file(
-        tmp_path / "run", model_card(tiny_bert_dir), cards, steps=6, checkpoint_every=1, learning_rate=1e30,
-        max_grad_norm=None, warmup_steps=0,
+        tmp_path / "run",
+        model_card(tiny_bert_dir),
+        cards,
+        steps=6,
+        checkpoint_every=1,
+        learning_rate=1e30,
+        max_grad_norm=None,
+        warmup_steps=0,
     )
     with pytest.raises(UserError) as err:
         train.run(stage)
@@ -99,3 +121,33 @@ def test_unloadable_model_fails_before_training(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "cannot be loaded" in err[0] and str(tmp_path / "empty") in err[0]
     assert stage.output.exists() and not (stage.output / "checkpoints").exists()
+
+
+def test_stage2_mixture_from_weights_file_and_transfer(tmp_path, tiny_bert_dir):
+    cards = dataset_cards(tmp_path / "data", names=("alpha", "beta", "gamma"), groups=8)
+    weights = {"alpha": 0.2, "beta": 0.5, "gamma": 0.3}
+    (tmp_path / "weights.json").write_text(
+        json.dumps(
+            {"datasets": list(weights), "curr": weights, "ema": {"alpha": 0.6, "beta": 0.2, "gamma": 0.2}}
+        )
+    )
+    mixture = Mixture(
+        weights_file=str(tmp_path / "weights.json"), transfer=TransferSpec(mode="top_percent", percent=70)
+    )
+    stage = stage_file(tmp_path / "run", model_card(tiny_bert_dir), cards, mixture=mixture, steps=2)
+    result = train.run(stage)
+    # top 70% of 3 datasets = 2 (floor), the largest curr weights: beta, gamma; uniform over them
+    assert result["mixture"] == {"beta": 0.5, "gamma": 0.5}
+    assert [d["name"] for d in result["datasets"]] == ["beta", "gamma"]
+    rows = pq.read_table(tmp_path / "run" / "metrics.parquet").to_pylist()
+    assert {r["dataset"] for r in rows} <= {"beta", "gamma"}
+
+
+def test_last_token_without_eos_refused_before_training(tmp_path, tiny_decoder_dir, capsys):
+    cards = dataset_cards(tmp_path / "data", names=("alpha",), groups=4)
+    card = model_card(tiny_decoder_dir, pooling="last_token", eos="tokenizer")  # tokenizer adds no EOS
+    stage_file(tmp_path / "run", card, cards)
+    code = train.main([str(tmp_path / "run" / "stage.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "does not append EOS" in err[0]
+    assert not (tmp_path / "run" / "checkpoints").exists()

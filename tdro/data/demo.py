@@ -3,7 +3,8 @@
 `write_demo_collection(folder)` writes `train/<name>.jsonl` (one query group a line, 1 positive and 7 hard
 negatives) and `test/<name>/{corpus.jsonl,queries.jsonl,qrels/test.tsv}`, plus `manifest.json` last. It is
 deterministic (every draw comes from `random.Random("tdro-demo|<domain>|<part>")`) and idempotent: a file
-whose bytes would not change is not rewritten, so its mtime (and the reader's index cache) survives.
+whose bytes would not change is not rewritten, so its mtime (and the reader's index cache) survives, and a
+folder whose manifest (generator hash and each file's SHA-256) still matches is not regenerated at all.
 
 How a text is made. Every query and passage is about one person (a name from `words.NAMES`) and one topic
 (a `words.TOPICS` list). The 208 names are split once: 100 train names, 100 held-out test names, so test
@@ -42,6 +43,7 @@ point at random documents (nothing can be learned there either).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -145,8 +147,10 @@ class DemoDomainInfo(BaseModel):
 
 
 class DemoManifest(BaseModel):
-    folder: str
+    folder: str = ""  # where it lies (not stored in manifest.json)
     datasets: list[DemoDomainInfo]
+    generator: str = ""  # hash of this module and the word lists: what wrote the files
+    files: dict[str, str] = {}  # relative path -> SHA-256 of its bytes
 
     def info(self, name: str) -> DemoDomainInfo:
         return next(d for d in self.datasets if d.name == name)
@@ -342,25 +346,64 @@ def _jsonl(rows: list) -> bytes:
                    for r in rows).encode()
 
 
+def _generator_id() -> str:
+    from tdro.data import words
+
+    h = hashlib.sha256()
+    for module_file in (__file__, words.__file__):
+        h.update(Path(module_file).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def _existing(root: Path, generator: str) -> DemoManifest | None:
+    """The manifest of a complete collection this generator wrote and nobody changed since, if any."""
+    try:
+        manifest = DemoManifest.model_validate_json((root / MANIFEST).read_text() or "{}")
+    except (OSError, ValueError):
+        return None
+    if manifest.generator != generator or not manifest.files:
+        return None
+    if any(_sha256(root / rel) != digest for rel, digest in manifest.files.items()):
+        return None
+    return manifest.model_copy(update={"folder": str(root.resolve())})
+
+
 def write_demo_collection(folder: str | Path) -> DemoManifest:
-    """Write (or confirm) the demo collection under `folder`; `manifest.json` is written last."""
+    """Write (or confirm) the demo collection under `folder`; `manifest.json` is written last.
+
+    When `folder` already holds what this generator writes (manifest and file hashes agree), nothing is
+    generated: a cheap check that the runner may call before every run.
+    """
     root = Path(folder)
+    generator = _generator_id()
+    found = _existing(root, generator)
+    if found is not None:
+        return found
     infos = []
+    files: dict[str, str] = {}
+
+    def put(rel: str, data: bytes) -> None:
+        _write_if_changed(root / rel, data)
+        files[rel] = hashlib.sha256(data).hexdigest()
+
     for domain in DOMAINS:
-        train = root / "train" / f"{domain.name}.jsonl"
-        _write_if_changed(train, _jsonl(train_lines(domain)))
+        put(f"train/{domain.name}.jsonl", _jsonl(train_lines(domain)))
         corpus, queries, qrels = test_set(domain)
-        test = root / "test" / domain.name
-        _write_if_changed(test / "corpus.jsonl", _jsonl(corpus))
-        _write_if_changed(test / "queries.jsonl", _jsonl(queries))
+        test = f"test/{domain.name}"
+        put(f"{test}/corpus.jsonl", _jsonl(corpus))
+        put(f"{test}/queries.jsonl", _jsonl(queries))
         tsv = "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in qrels)
-        _write_if_changed(test / "qrels" / "test.tsv", tsv.encode())
+        put(f"{test}/qrels/test.tsv", tsv.encode())
         infos.append(DemoDomainInfo(
             name=domain.name, kind=domain.kind.value, rows=domain.size, symmetric=domain.symmetric,
             train_path=f"train/{domain.name}.jsonl", test_path=f"test/{domain.name}",
             test_queries=len(queries), test_documents=len(corpus),
         ))
-    manifest = DemoManifest(folder=str(root.resolve()), datasets=infos)
+    manifest = DemoManifest(folder=str(root.resolve()), datasets=infos, generator=generator, files=files)
     body = manifest.model_dump(exclude={"folder"})
     _write_if_changed(root / MANIFEST, (json.dumps(body, indent=2) + "\n").encode())
     return manifest

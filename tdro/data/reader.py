@@ -16,10 +16,13 @@ each file's name inside it): it changes exactly when the data changes, not with 
 
 from __future__ import annotations
 
+import bisect
+import gc
 import hashlib
 import json
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,10 +71,11 @@ def scan_file(path: Path, label: str) -> FileIndex:
     base = 0  # file offset of buf[0]
     line_no = 0
     carry = b""
-    with open(path, "rb") as fh:
+    # hashlib releases the GIL on large buffers: hash on a second thread while this one validates.
+    with open(path, "rb") as fh, ThreadPoolExecutor(max_workers=1) as hashing:
         while True:
             chunk = fh.read(_CHUNK)
-            hasher.update(chunk)
+            hashing.submit(hasher.update, chunk)  # one worker: chunks are hashed in order
             buf = carry + chunk if carry else chunk
             if not chunk:  # end of file: a last line without newline
                 if buf:
@@ -94,7 +98,7 @@ def scan_file(path: Path, label: str) -> FileIndex:
             carry = buf[used:]
             if not chunk:
                 break
-    return FileIndex(
+    return FileIndex(  # leaving the `with` waited for the hashing thread
         starts=np.concatenate(starts) if starts else np.zeros(0, np.int64),
         lengths=np.concatenate(lengths) if lengths else np.zeros(0, np.int32),
         bad=bad, sha256=hasher.hexdigest(), lines=line_no,
@@ -106,16 +110,21 @@ def _validate(buf: bytes, begins: np.ndarray, ends: np.ndarray, first_line: int,
     view = memoryview(buf)
     ok = np.ones(begins.size, dtype=bool)
     bad: list[str] = []
-    for i, (b, e) in enumerate(zip(begins.tolist(), ends.tolist(), strict=True)):
-        line = view[b:e]
-        if e - b <= 1 and (e == b or buf[b] == 13):  # blank (or a lone CR): not a row
-            ok[i] = False
-            continue
-        try:
-            decode_group(line)
-        except BadLine as err:
-            ok[i] = False
-            bad.append(f"{label}:{first_line + i + 1}: {err}")
+    was_enabled = gc.isenabled()
+    gc.disable()  # millions of short-lived lists would trigger useless collections
+    try:
+        for i, (b, e) in enumerate(zip(begins.tolist(), ends.tolist(), strict=True)):
+            if e - b <= 1 and (e == b or buf[b] == 13):  # blank (or a lone CR): not a row
+                ok[i] = False
+                continue
+            try:
+                decode_group(view[b:e])
+            except BadLine as err:
+                ok[i] = False
+                bad.append(f"{label}:{first_line + i + 1}: {err}")
+    finally:
+        if was_enabled:
+            gc.enable()
     return ok, bad
 
 
@@ -172,6 +181,7 @@ class JsonlReader:
             hint = f"{more} more bad line(s) follow; " if more else ""
             raise UserError(self.skipped[0], f"{hint}fix them or set data.skip_bad_lines: true to skip them")
         self._cum = np.cumsum([len(ix.starts) for ix in self._indexes], dtype=np.int64)
+        self._bounds = self._cum.tolist()  # rows before the end of each file, for bisect
         self.fingerprint = self._fingerprint()
         self._fds: dict[int, int] = {}
         self._pid = os.getpid()
@@ -200,8 +210,8 @@ class JsonlReader:
             i += n
         if not 0 <= i < n:
             raise IndexError(f"row {i} out of range for {self.path} ({n} rows)")
-        f = int(np.searchsorted(self._cum, i, side="right"))
-        j = i - (int(self._cum[f - 1]) if f else 0)
+        f = bisect.bisect_right(self._bounds, i) if len(self._bounds) > 1 else 0
+        j = i - (self._bounds[f - 1] if f else 0)
         ix = self._indexes[f]
         return os.pread(self._fd(f), int(ix.lengths[j]), int(ix.starts[j]))
 

@@ -165,7 +165,7 @@ SYNONYMS: tuple[tuple[str, str], ...] = (
     ("mad", "furious"), ("home", "dwelling"), ("kid", "youngster"), ("road", "highway"), ("talk",
     "speak"), ("look", "gaze"), ("gift", "present"), ("error", "mistake"), ("answer", "reply"), ("ask",
     "inquire"), ("build", "construct"), ("choose", "select"), ("collect", "gather"), ("repair", "fix"),
-    ("damage", "harm"), ("enough", "sufficient"), ("shut", "close"), ("near", "nearby"), ("often",
+    ("damage", "harm"), ("enough", "sufficient"), ("shut", "close"), ("nearly", "almost"), ("often",
     "frequently"), ("maybe", "perhaps"), ("quiet", "silent"), ("loud", "noisy"), ("strange", "odd"),
     ("famous", "renowned"), ("ancient", "old"), ("strong", "powerful"), ("weak", "feeble"), ("brief",
     "short"), ("huge", "enormous"), ("tired", "sleepy"), ("wet", "damp"), ("cold", "chilly"), ("hot",

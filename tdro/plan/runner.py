@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -45,6 +46,11 @@ from tdro.plan.launch import (
 from tdro.spec.stage_file import RESULT_FILE, STAGE_FILE
 
 LOG_FILE = "stage.log"
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def _unblock_stop_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
 class Outcome(StrEnum):
@@ -235,9 +241,16 @@ class Runner:
                 with open(log, "wb") as out:
                     out.write(("$ " + " ".join(args) + "\n").encode())
                     out.flush()
-                    self.child.process = subprocess.Popen(
-                        args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-                    )
+                    # A stop signal arriving between fork and bookkeeping would orphan the job: hold
+                    # signals until the child is recorded (the child unblocks them for itself).
+                    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+                    try:
+                        self.child.process = subprocess.Popen(
+                            args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                            preexec_fn=_unblock_stop_signals,
+                        )
+                    finally:
+                        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
                     code = self.child.process.wait()
                     self.child.process = None
                 if code != 0 or not _complete(partial):
@@ -262,7 +275,8 @@ class Runner:
                             "`tdro plan SPEC --emit DIR` (Slurm scripts), not here")
         self.register()
         outcomes: dict[str, StageOutcome] = {}
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS} if main_thread else {}
 
         def stop(signum: int, frame: Any) -> None:
             # Forward only: waiting for the job here could deadlock with the wait it interrupts.

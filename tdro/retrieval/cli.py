@@ -46,10 +46,10 @@ def eval_command(
         str, typer.Argument(help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or card name.")
     ],
     split: Annotated[
-        str | None, typer.Option(help="Qrels split to evaluate [default: test, or the card's].")
+        str | None, typer.Option(help="Qrels split to evaluate (default: test, or the card's).")
     ] = None,
     metrics: Annotated[
-        str | None, typer.Option(help="Comma-separated, e.g. ndcg@10,recall@100 [default: the BEIR set].")
+        str | None, typer.Option(help="Comma-separated, e.g. ndcg@10,recall@100 (default: the BEIR set).")
     ] = None,
     top_k: Annotated[int, typer.Option(min=1, help="Documents retrieved per query.")] = 1000,
     batch_size: Annotated[int, typer.Option(min=1, help="Texts per encoding batch.")] = 64,
@@ -58,7 +58,7 @@ def eval_command(
         bool, typer.Option(help="Never retrieve a document whose id equals the query id (ArguAna, Quora).")
     ] = False,
     instruction: Annotated[
-        str | None, typer.Option(help="Query instruction (used with prompt style e5) [default: the card's].")
+        str | None, typer.Option(help="Query instruction (used with prompt style e5) (default: the card's).")
     ] = None,
     cache_dir: Annotated[
         Path | None, typer.Option(help="Embedding cache folder; an unchanged model is not re-encoded.")
@@ -73,7 +73,7 @@ def eval_command(
     ] = None,
     normalize: Annotated[
         bool | None,
-        typer.Option("--normalize/--no-normalize", help="L2-normalise embeddings [default: as saved]."),
+        typer.Option("--normalize/--no-normalize", help="L2-normalise embeddings (default: as saved)."),
     ] = None,
     max_length: Annotated[int | None, typer.Option(min=1, help="Max tokens of queries and passages.")] = None,
     query_prefix: Annotated[str | None, typer.Option(help="Fixed text put before every query.")] = None,
@@ -81,7 +81,7 @@ def eval_command(
     prompt_style: Annotated[
         PromptStyle | None, typer.Option(help="e5 puts 'Instruct: {instruction}\\nQuery: ' before queries.")
     ] = None,
-    dtype: Annotated[DType | None, typer.Option(help="Weight dtype [default: float32 / card].")] = None,
+    dtype: Annotated[DType | None, typer.Option(help="Weight dtype (default: float32 / card).")] = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow model code from the model folder.")] = False,
     progress: Annotated[bool, typer.Option(help="Show encoding progress bars.")] = True,
 ) -> None:
