@@ -132,7 +132,7 @@ _mount_group("tdro.weights_cli", "weights", "Convert mixture weights to and from
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (2 for user errors, printed one line per problem)."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except UserError as exc:
         for line in exc.problems:
             err_console.print(f"[red]error:[/red] {line}", highlight=False, markup=True)
@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return USER_ERROR_EXIT_CODE
-    return 0
+    # Without standalone mode, click returns (not raises) the code of typer.Exit and of Ctrl-C.
+    return code if isinstance(code, int) else 0
 
 
 def run() -> None:

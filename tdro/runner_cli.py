@@ -124,9 +124,9 @@ def run(
 
     the_plan = _plan(spec, overrides, catalog)
     todo = sum(1 for s in the_plan.stages if s.status.value == "run")
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
+    progress_columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                        TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+    with Progress(*progress_columns, console=err_console, transient=True) as bar:
         description = f"{the_plan.experiment}: {todo} of {len(the_plan.stages)} stages to run"
         task = bar.add_task(description, total=todo)
 

@@ -100,3 +100,19 @@ def test_dataset_content_not_mtime_identifies_data(spec: Path) -> None:
     data.write_text(data.read_text().replace("what", "which", 1))
     moved = ids_by_kind(spec)
     assert all(not (moved[k] & base[k]) for k in base)  # every stage reads the data (eval via its model)
+
+
+def test_missing_generated_data_is_written_before_fingerprinting(tmp_path: Path) -> None:
+    from tdro.errors import UserError
+    from tdro.plan.graph import ensure_generated
+    from tdro.spec.cards import BenchmarkCard, DatasetCard
+
+    root = tmp_path / "demo"
+    card = DatasetCard(name="demo_lexical", path=str(root / "train" / "demo_lexical.jsonl"),
+                       instructions=["x"], generated_by="demo")
+    bench = BenchmarkCard(name="demo_lexical", path=str(root / "test" / "demo_lexical"), generated_by="demo")
+    ensure_generated([card], [bench])
+    assert card.resolved_path.stat().st_size > 0 and (root / "test" / "demo_lexical" / "qrels").is_dir()
+    odd = DatasetCard(name="x", path=str(tmp_path / "nope.jsonl"), instructions=["x"], generated_by="magic")
+    with pytest.raises(UserError, match="unknown generator"):
+        ensure_generated([odd], [])
