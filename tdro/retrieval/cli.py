@@ -124,10 +124,11 @@ def _evaluate(model: str, benchmark: str, *, split, metrics, top_k, batch_size, 
 
     names = [m for m in metrics.split(",") if m.strip()] if metrics else list(DEFAULT_METRICS)
     parsed = parse_metrics(names, field_name="--metrics")
+    given_instruction = instruction
     folder, split, instruction, name = _benchmark_source(benchmark, split, instruction)
     resolved = resolve_model(model, ModelOptions(**options))
     bench = load_beir(folder, split, name=name)
-    if instruction and resolved.config.prompt_style is PromptStyle.none:
+    if given_instruction and resolved.config.prompt_style is PromptStyle.none:
         typer.echo("note: the instruction is not used: the model's prompt style is none "
                    "(pass --prompt-style e5 to use it)", err=True)
     settings = SearchSettings(parsed, top_k=top_k, ignore_identical_ids=ignore_identical_ids,
@@ -148,15 +149,15 @@ def _print_table(payload: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    title = (f"{payload['benchmark']} ({payload['split']}): {payload['num_queries']} queries, "
-             f"{payload['num_docs']} docs, top {payload['top_k']}, "
-             f"ignore_identical_ids={payload['ignore_identical_ids']}")
-    table = Table(title=title)
+    console = Console()
+    console.print(f"{payload['benchmark']} ({payload['split']}): {payload['num_queries']} queries, "
+                  f"{payload['num_docs']} docs, top {payload['top_k']}, "
+                  f"ignore_identical_ids={payload['ignore_identical_ids']}")
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for metric, value in payload["metrics"].items():
         table.add_row(metric, f"{value:.4f}")
-    console = Console()
     console.print(table)
     console.print(f"model: {payload['model']} (config from {payload['model_config_from']}); "
                   f"encoded {sum(payload['encoded'].values())} texts in {payload['seconds']:.1f}s")

@@ -7,7 +7,8 @@ Contract:
   formed longest first (by characters): similar lengths pad little, and an out-of-memory shows at once.
   Runs under `torch.inference_mode`, with autocast when a dtype is given on a GPU.
 - With an `accelerate.Accelerator` of N processes, process r encodes every N-th text of the length order
-  (balanced work); the parts are gathered and every process returns the full array.
+  (balanced work); the parts are gathered block by block and the main process returns the full array,
+  the others None.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
 
     from tdro.modeling.encoder import Encoder
+
+
+_GATHER_ROWS = 8192  # rows per process per gather: bounds device memory whatever the corpus size
 
 
 def length_order(texts: Sequence[str]) -> list[int]:
@@ -39,7 +43,7 @@ def _encode_ordered(
     autocast_dtype: torch.dtype | None,
     progress,
 ) -> torch.Tensor:
-    """Embeddings of `texts` (assumed already length-sorted) in their given order, on `device`."""
+    """Embeddings of `texts` (assumed already length-sorted) in their given order, on the CPU."""
     import torch
 
     from tdro.data.collator import TrainCollator
@@ -52,11 +56,11 @@ def _encode_ordered(
             chunk = texts[start : start + batch_size]
             batch = collator.encode(list(chunk), max_length)
             batch = {k: v.to(device) for k, v in batch.items()}
-            parts.append(encoder(**batch).float())
+            parts.append(encoder(**batch).float().cpu())  # device memory stays one batch deep
             if progress is not None:
                 progress.update(len(chunk))
     if not parts:
-        return torch.zeros((0, encoder.dim), dtype=torch.float32, device=device)
+        return torch.zeros((0, encoder.dim), dtype=torch.float32)
     return torch.cat(parts)
 
 
@@ -70,9 +74,8 @@ def encode_texts(
     autocast_dtype: torch.dtype | None = None,
     show_progress: bool = True,
     desc: str = "encoding",
-) -> np.ndarray:
-    """Float32 embeddings [len(texts), dim] in the order of `texts` (see module docstring)."""
-    import torch
+) -> np.ndarray | None:
+    """Float32 embeddings [len(texts), dim] in the order of `texts`; None on non-main processes."""
     from tqdm.auto import tqdm
 
     world = accelerator.num_processes if accelerator else 1
@@ -88,16 +91,32 @@ def encode_texts(
         )
     finally:
         bar.close()
-    out = np.empty((len(texts), encoder.dim), dtype=np.float32)
     if world == 1:
-        out[mine] = local.cpu().numpy()
+        out = np.empty((len(texts), encoder.dim), dtype=np.float32)
+        out[mine] = local.numpy()
         return out
-    # Pad every part to the same row count, gather, then put each process's rows back in place.
-    rows = -(-len(texts) // world)
-    padded = torch.zeros((rows, encoder.dim), dtype=torch.float32, device=device)
-    padded[: local.shape[0]] = local
-    gathered = accelerator.gather(padded).cpu().numpy().reshape(world, rows, encoder.dim)
-    for r in range(world):
-        positions = order[r::world]
-        out[positions] = gathered[r, : len(positions)]
+    return _gather_to_main(local, order, accelerator, encoder.dim, len(texts))
+
+
+def _gather_to_main(
+    local: torch.Tensor, order: list[int], accelerator: Accelerator, dim: int, total: int
+) -> np.ndarray | None:
+    """Every process's rows, placed back in text order on the main process, `_GATHER_ROWS` at a time."""
+    import torch
+
+    world, rank = accelerator.num_processes, accelerator.process_index
+    positions = [np.asarray(order[r::world], dtype=np.int64) for r in range(world)]
+    rows = -(-total // world)  # every process sends the same row count; short parts are zero-padded
+    out = np.empty((total, dim), dtype=np.float32) if rank == 0 else None
+    for begin in range(0, rows, _GATHER_ROWS):
+        size = min(_GATHER_ROWS, rows - begin)
+        block = torch.zeros((size, dim), dtype=torch.float32)
+        piece = local[begin : begin + size]
+        block[: piece.shape[0]] = piece
+        gathered = accelerator.gather(block.to(accelerator.device))
+        if out is not None:
+            parts = gathered.cpu().numpy().reshape(world, size, dim)
+            for r in range(world):
+                where = positions[r][begin : begin + size]
+                out[where] = parts[r, : len(where)]
     return out

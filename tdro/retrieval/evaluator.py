@@ -2,7 +2,9 @@
 
 `Evaluator` holds a loaded `Encoder`, its identity for the embedding cache and the search settings;
 `Evaluator.evaluate(benchmark, instruction)` returns a `BenchmarkResult` on the main process (None on
-the others when launched on several). Queries get the benchmark's instruction through `format_query`;
+the others when launched on several). The corpus is encoded and searched one chunk of `chunk_size`
+documents at a time (each chunk its own cache entry), so memory stays bounded by the chunk, not the
+corpus. Queries get the benchmark's instruction through `format_query`;
 the corpus gets only the model's passage prefix (`format_passage` without instruction), as the
 reference evaluation does. `encoded` counts the texts actually encoded (0 on a full cache hit).
 """
@@ -20,7 +22,7 @@ from tdro.retrieval.cache import EmbeddingCache, model_identity, text_key
 from tdro.retrieval.encode import encode_texts
 from tdro.retrieval.metrics import Metric, evaluate_run
 from tdro.retrieval.model_folder import ResolvedModel
-from tdro.retrieval.search import identical_id_positions, search, to_run
+from tdro.retrieval.search import TopK, identical_id_positions, to_run
 
 if TYPE_CHECKING:
     import torch
@@ -108,48 +110,55 @@ class Evaluator:
             self._model_key = model_identity(m.path, m.config, m.dtype.value, self.cache)
         return self._model_key
 
-    def embed(self, texts: list[str], *, role: str, max_length: int) -> tuple[np.ndarray, int]:
-        """Embeddings of `texts` and how many were encoded; the cache is read and written on main only."""
+    def embed(self, texts: list[str], *, role: str, max_length: int) -> tuple[np.ndarray | None, int]:
+        """Embeddings of `texts` (on main; None elsewhere) and how many texts were encoded.
+
+        The cache is read and written on the main process only; it tells the others whether to encode."""
         cached = None
         key = ""
         if self.cache.enabled and self.is_main:
             key = text_key(self.model_key, role, max_length, texts)
             cached = self.cache.load(self.model_key, key, len(texts))
+        hit = cached is not None
         if self.accelerator is not None and self.accelerator.num_processes > 1:
             from accelerate.utils import broadcast_object_list
 
-            flag = [cached is not None]
+            flag = [hit]
             broadcast_object_list(flag, from_process=0)
             hit = bool(flag[0])
-        else:
-            hit = cached is not None
         if hit:
-            return (cached if cached is not None else np.empty((0, 0), np.float32)), 0
+            return cached, 0
         vectors = encode_texts(
             self.encoder, texts, max_length=max_length, batch_size=self.settings.batch_size,
             accelerator=self.accelerator, autocast_dtype=self.autocast_dtype,
             show_progress=self.show_progress, desc=role,
         )
-        if self.cache.enabled and self.is_main:
+        if vectors is not None and self.cache.enabled and self.is_main:
             self.cache.save(self.model_key, key, vectors)
         return vectors, len(texts)
 
     def evaluate(self, bench: Benchmark, instruction: str | None = None) -> BenchmarkResult | None:
+        """Encode queries, then encode and search the corpus one chunk of `chunk_size` documents at a time."""
         import time
 
         started = time.perf_counter()
-        config = self.encoder.config
+        config, s = self.encoder.config, self.settings
         queries = [format_query(q, instruction, config) for q in bench.query_texts]
-        docs = [format_passage(d, None, config) for d in bench.doc_texts]
         q_vectors, q_encoded = self.embed(queries, role="query", max_length=config.query_max_length)
-        d_vectors, d_encoded = self.embed(docs, role="passage", max_length=config.passage_max_length)
-        if not self.is_main:
-            return None
-        s = self.settings
         exclude = identical_id_positions(bench.query_ids, bench.doc_ids) if s.ignore_identical_ids else None
-        scores, indices = search(
-            q_vectors, d_vectors, top_k=s.top_k, chunk_size=s.chunk_size, exclude=exclude
-        )
+        top = TopK(q_vectors, s.top_k, exclude=exclude) if q_vectors is not None else None
+        d_encoded = 0
+        chunks = range(0, bench.num_docs, s.chunk_size)
+        for number, start in enumerate(chunks, start=1):
+            docs = [format_passage(d, None, config) for d in bench.doc_texts[start : start + s.chunk_size]]
+            role = "passage" if len(chunks) == 1 else f"passage {number}/{len(chunks)}"
+            vectors, encoded = self.embed(docs, role=role, max_length=config.passage_max_length)
+            d_encoded += encoded
+            if top is not None and vectors is not None:
+                top.add(vectors, start)
+        if top is None:
+            return None
+        scores, indices = top.result(bench.num_docs)
         result = evaluate_run(bench.qrels, to_run(scores, indices, bench.query_ids, bench.doc_ids), s.metrics)
         return BenchmarkResult(
             benchmark=bench.name, split=bench.split, num_queries=bench.num_queries, num_docs=bench.num_docs,

@@ -3,10 +3,11 @@
 Contract: `search(queries, corpus, top_k=..., chunk_size=...)` returns `(scores, indices)` of shape
 [num_queries, min(top_k, num_docs)], rows sorted by score descending with ties broken by corpus position
 ascending, so the result does not depend on `chunk_size`: where tied scores straddle a chunk's cut, that
-query's row is ranked exactly (rare: it takes duplicate documents). At most `chunk_size` corpus
-vectors are in an index at a time. Missing slots
-(fewer candidates than k) have index -1 and score -inf. With `exclude` (the corpus position of each
-query's own id, or -1) a query never retrieves that document: BEIR's `ignore_identical_ids`.
+query's row is ranked exactly (rare: it takes duplicate documents). At most `chunk_size` corpus vectors
+are in an index at a time. `TopK` is the same merge for callers that produce the corpus block by block
+(the evaluator encodes and searches one chunk at a time, so the corpus matrix is never whole in memory).
+Missing slots (fewer candidates than k) have index -1 and score -inf. With `exclude` (the corpus
+position of each query's own id, or -1) a query never retrieves that document: `ignore_identical_ids`.
 A GPU index is used when faiss was built with GPU support and a GPU is visible.
 """
 
@@ -55,6 +56,63 @@ def _settle_boundary_ties(
     return scores[:, :need], idx[:, :need]
 
 
+class TopK:
+    """Running top k of every query over corpus blocks added in any order (see module docstring)."""
+
+    def __init__(
+        self,
+        queries: np.ndarray,
+        top_k: int,
+        *,
+        exclude: np.ndarray | None = None,
+        use_gpu: bool | None = None,
+    ) -> None:
+        self.queries = np.ascontiguousarray(queries, dtype=np.float32)
+        self.top_k = top_k
+        self.exclude = exclude
+        # One extra candidate per block makes room for the excluded identical document.
+        self.extra = 1 if exclude is not None and (exclude >= 0).any() else 0
+        self.scores = np.full((len(self.queries), 0), -np.inf, dtype=np.float32)
+        self.indices = np.full((len(self.queries), 0), -1, dtype=np.int64)
+        self.gpu = _gpu_resources() if use_gpu in (None, True) else None
+        if use_gpu and self.gpu is None:
+            raise RuntimeError("a GPU index was requested but faiss has no GPU support or sees no GPU")
+
+    def add(self, block: np.ndarray, start: int) -> None:
+        """Search the corpus vectors `block`, whose first row is corpus position `start`."""
+        import faiss
+
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        if block.shape[0] == 0:
+            return
+        index = faiss.IndexFlatIP(self.queries.shape[1])
+        if self.gpu is not None:
+            index = faiss.index_cpu_to_gpu(self.gpu, 0, index)
+        index.add(block)
+        need = min(self.top_k + self.extra, block.shape[0])
+        scores, idx = index.search(self.queries, min(need + 1, block.shape[0]))
+        index.reset()
+        scores, idx = _settle_boundary_ties(scores, idx, self.queries, block, need)
+        idx = np.where(idx >= 0, idx + start, -1)
+        if self.extra:
+            hit = idx == self.exclude[:, None]
+            scores = np.where(hit, -np.inf, scores)
+            idx = np.where(hit, -1, idx)
+        self.scores, self.indices = _merge(
+            self.scores, self.indices, scores.astype(np.float32), idx.astype(np.int64), self.top_k
+        )
+
+    def result(self, num_docs: int) -> tuple[np.ndarray, np.ndarray]:
+        """[num_queries, min(top_k, num_docs)] scores and corpus positions, best first."""
+        k = min(self.top_k, num_docs)
+        pad = k - self.scores.shape[1]
+        if pad > 0:  # fewer candidates than k (only with exclusions): fill the missing slots
+            rows = len(self.queries)
+            self.scores = np.concatenate([self.scores, np.full((rows, pad), -np.inf, np.float32)], axis=1)
+            self.indices = np.concatenate([self.indices, np.full((rows, pad), -1, np.int64)], axis=1)
+        return self.scores[:, :k], self.indices[:, :k]
+
+
 def search(
     queries: np.ndarray,
     corpus: np.ndarray,
@@ -65,37 +123,10 @@ def search(
     use_gpu: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k corpus positions and inner-product scores for every query (see module docstring)."""
-    import faiss
-
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    corpus = np.asarray(corpus, dtype=np.float32)
-    num_queries, dim = queries.shape
-    k = min(top_k, corpus.shape[0])
-    # One extra candidate per chunk makes room for the excluded identical document.
-    extra = 1 if exclude is not None and (exclude >= 0).any() else 0
-    best_s = np.full((num_queries, 0), -np.inf, dtype=np.float32)
-    best_i = np.full((num_queries, 0), -1, dtype=np.int64)
-    gpu = _gpu_resources() if use_gpu in (None, True) else None
-    if use_gpu and gpu is None:
-        raise RuntimeError("a GPU index was requested but faiss has no GPU support or sees no GPU")
-
+    top = TopK(queries, top_k, exclude=exclude, use_gpu=use_gpu)
     for start in range(0, corpus.shape[0], chunk_size):
-        block = np.ascontiguousarray(corpus[start : start + chunk_size])
-        index = faiss.IndexFlatIP(dim)
-        if gpu is not None:
-            index = faiss.index_cpu_to_gpu(gpu, 0, index)
-        index.add(block)
-        need = min(k + extra, block.shape[0])
-        scores, idx = index.search(queries, min(need + 1, block.shape[0]))
-        scores, idx = _settle_boundary_ties(scores, idx, queries, block, need)
-        idx = np.where(idx >= 0, idx + start, -1)
-        if extra:
-            hit = idx == exclude[:, None]
-            scores = np.where(hit, -np.inf, scores)
-            idx = np.where(hit, -1, idx)
-        best_s, best_i = _merge(best_s, best_i, scores.astype(np.float32), idx.astype(np.int64), k)
-        index.reset()
-    return best_s, best_i
+        top.add(corpus[start : start + chunk_size], start)
+    return top.result(corpus.shape[0])
 
 
 def to_run(

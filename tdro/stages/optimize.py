@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import sys
 import time
 from contextlib import nullcontext
@@ -224,7 +225,7 @@ def run(stage: OptimizeStageFile, *, stop_after_step: int | None = None) -> dict
                     proxy_losses = per_sample(model, batch)
                     ref_losses = None
                     if reference is not None:
-                        with torch.no_grad():
+                        with torch.inference_mode():  # frozen: no graph, no version counters
                             ref_losses = per_sample(reference, batch)
                     all_proxy = accelerator.gather(proxy_losses.detach())
                     all_ref = None if ref_losses is None else accelerator.gather(ref_losses)
@@ -297,6 +298,7 @@ def run(stage: OptimizeStageFile, *, stop_after_step: int | None = None) -> dict
             "warnings": [warning] if warning else [],
             "final_loss": step_losses[-1] if step_losses else None,
             "seconds_per_step": sum(timed) / len(timed) if timed else None,
+            "median_seconds_per_step": statistics.median(timed) if timed else None,
             "resumed_from_step": start_step or None,
             "num_processes": world,
             "datasets": [

@@ -47,21 +47,12 @@ def seed_everything(seed: int) -> None:
 
 def load_encoder(card: ModelCard):
     """The card's model as an `Encoder`, EOS handling verified for last-token pooling."""
+    from tdro.data.collator import check_eos
     from tdro.modeling.encoder import Encoder
 
     encoder = Encoder.from_card(card)
-    check_eos = _eos_checker()
-    if check_eos is not None:
-        check_eos(encoder.tokenizer, encoder.config)
+    check_eos(encoder.tokenizer, encoder.config)
     return encoder
-
-
-def _eos_checker() -> Callable[[Any, Any], None] | None:
-    try:
-        from tdro.data.collator import check_eos
-    except ImportError:  # the data package not installed yet in a partial checkout
-        return None
-    return check_eos
 
 
 def start_tracker(stage, accelerator, *, kind: str | None = None) -> StageTracker:

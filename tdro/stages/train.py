@@ -74,16 +74,60 @@ def build_loss(stage: TrainStageFile, encoder_dim: int, normalize: bool):
     )
 
 
+class NonFiniteStep(Exception):
+    def __init__(self, what: str, dataset: str) -> None:
+        super().__init__(f"{what} on dataset {dataset}")
+        self.what, self.dataset = what, dataset
+
+
+def optimizer_step(
+    model, optimizer, scheduler, stream, loss_fn, *, accelerator, spec
+) -> tuple[float, float, str]:
+    """One optimizer step: the stream's next global batch in micro-batches, clip, AdamW, schedule.
+
+    Returns (loss averaged over micro-batches and processes, gradient norm before clipping, dataset).
+    A non-finite loss or gradient norm raises `NonFiniteStep` before the weights change.
+    """
+    import torch
+
+    from tdro.stages.step import forward_backward
+
+    batches = stream.next_step(micro_batches=spec.gradient_accumulation)
+    dataset = batch_dataset(batches[0].dataset_ids, stream.names)
+    losses = []
+    for j, batch in enumerate(batches):
+        batch = batch.to(accelerator.device)
+        loss = forward_backward(
+            model,
+            batch.query,
+            batch.passages,
+            loss_fn,
+            accelerator=accelerator,
+            chunk_size=spec.chunk_size,
+            loss_weight=1.0 / len(batches),
+            sync=j == len(batches) - 1,
+        )
+        losses.append(loss / loss_fn.scale())
+    step_loss = accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
+    grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), spec.max_grad_norm or math.inf))
+    if not math.isfinite(step_loss):
+        raise NonFiniteStep(f"loss is {step_loss}", dataset)
+    if not math.isfinite(grad_norm):
+        raise NonFiniteStep(f"gradient norm is {grad_norm}", dataset)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return step_loss, grad_norm, dataset
+
+
 def run(stage: TrainStageFile, *, stop_after_step: int | None = None) -> dict[str, Any] | None:
     """Train; return the result.json fields (main process) or {} (others); None if stopped early."""
-    import torch
 
     from tdro.data.stream import TrainingStream
     from tdro.modeling.optim import build_optimizer, build_training_schedule
     from tdro.stages.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
     from tdro.stages.outputs import atomic_dir, write_parquet, write_result
     from tdro.stages.runtime import load_encoder, make_accelerator, seed_everything, start_tracker
-    from tdro.stages.step import forward_backward
 
     started = time.perf_counter()
     spec = stage.train
@@ -127,36 +171,13 @@ def run(stage: TrainStageFile, *, stop_after_step: int | None = None) -> dict[st
         for step in range(start_step + 1, spec.steps + 1):
             t0 = time.perf_counter()
             lr = scheduler.get_last_lr()[0]
-            batches = stream.next_step(micro_batches=spec.gradient_accumulation)
-            dataset = batch_dataset(batches[0].dataset_ids, stream.names)
-            losses = []
-            for j, batch in enumerate(batches):
-                batch = batch.to(accelerator.device)
-                loss = forward_backward(
-                    model,
-                    batch.query,
-                    batch.passages,
-                    loss_fn,
-                    accelerator=accelerator,
-                    chunk_size=spec.chunk_size,
-                    loss_weight=1.0 / len(batches),
-                    sync=j == len(batches) - 1,
+            try:
+                step_loss, grad_norm, dataset = optimizer_step(
+                    model, optimizer, scheduler, stream, loss_fn, accelerator=accelerator, spec=spec
                 )
-                losses.append(loss / loss_fn.scale())
-            step_loss = accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), spec.max_grad_norm or math.inf)
-            grad_norm = float(grad_norm)
-            if not (math.isfinite(step_loss) and math.isfinite(grad_norm)):
-                what = (
-                    f"loss is {step_loss}"
-                    if not math.isfinite(step_loss)
-                    else f"gradient norm is {grad_norm}"
-                )
+            except NonFiniteStep as bad:
                 kept = f"checkpoints/{last_good.name} kept" if last_good else "no checkpoint was written yet"
-                raise UserError(f"step {step}: {what} on dataset {dataset}; training stopped ({kept})")
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+                raise UserError(f"step {step}: {bad}; training stopped ({kept})") from None
             seconds = time.perf_counter() - t0
             rows.append(
                 dict(step=step, loss=step_loss, lr=lr, dataset=dataset, grad_norm=grad_norm, seconds=seconds)

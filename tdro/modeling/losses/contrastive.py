@@ -8,6 +8,8 @@
 4. under gathering, multiplies by the world size: every process computes the same global mean loss but
    back-propagates only through its own slot, and DDP averages gradients over processes, so the scaled
    loss gives exactly the single-process full-batch gradient. Divide by `.scale()` to log it.
+`reduction="none"` returns one loss per query (of the global batch when gathering, also scaled); stage 1
+uses it with `only_hard_negatives=True` and no gathering, i.e. each query against its own n passages.
 """
 
 from __future__ import annotations
