@@ -10,8 +10,8 @@ run of this script, stages alternated. Torch uses `--threads` threads (default 1
 two spinning OpenMP threads make step times swing by 10x, one thread keeps them steady.
 
 Usage:
-    .venv/bin/python bench/optimize.py [--batch-size 16] [--accumulation 2] [--passages 4] [--steps 6]
-        [--rounds 3] [--threads 1]
+    .venv/bin/python bench/optimize.py [--batch-size 16] [--accumulation 2] [--passages 8] [--steps 6]
+        [--rounds 5] [--threads 1]
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=16, help="query groups per optimizer step")
     parser.add_argument("--accumulation", type=int, default=2, help="micro-batches per optimizer step")
-    parser.add_argument("--passages", type=int, default=4, help="passages per query (1 positive + negatives)")
+    parser.add_argument("--passages", type=int, default=8, help="passages per query (1 positive + negatives)")
     parser.add_argument("--steps", type=int, default=6, help="optimizer steps per run (the first is dropped)")
-    parser.add_argument("--rounds", type=int, default=3, help="runs of each stage, alternated")
+    parser.add_argument("--rounds", type=int, default=5, help="runs of each stage, alternated")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     args = parser.parse_args()
 
