@@ -1,12 +1,13 @@
 """Benchmark of the training stage (stages 0/2) on this machine. Not a test.
 
 For each model, in one run: the step time of the training stage's own step function
-(`tdro.stages.train.optimizer_step` on the stage's components: data stream, tokenising, forward/backward,
-clipping, AdamW, schedule), its tokens/s, the FLOPs of one step (counted by
-`torch.utils.flop_counter` on the real batch, padding included) over the step time as a fraction of the
-dense fp32 matmul FLOP/s measured here, and the step time of sentence-transformers'
-MultipleNegativesRankingLoss training on the same model, texts, lengths and hard negatives (tokenise,
-forward, loss, backward, clip, AdamW: what its trainer does per step, without the trainer's overhead).
+(`tdro.stages.train.optimizer_step` on the stage's components, the next batch prepared by the stage's
+`Prefetcher` while a step computes; forward/backward, clipping, AdamW, schedule), its tokens/s, the
+FLOPs of one step (counted by `torch.utils.flop_counter` on the real batch, padding included) over the
+step time as a fraction of the dense fp32 matmul FLOP/s measured here, and the step time of
+sentence-transformers' MultipleNegativesRankingLoss training on the same model, texts, lengths and hard
+negatives (tokenise, forward, loss, backward, clip, AdamW: what its trainer does per step, without the
+trainer's data loading).
 
 Models: the real all-MiniLM-L6-v2 (mean pooling) and a small random Qwen2 decoder (6 layers, hidden
 384, GQA, last-token pooling with EOS appended, left padding). Shapes (the demo's): 32 queries x 4
@@ -147,6 +148,12 @@ class Ours:
         self.scheduler = build_training_schedule(optimizer, self.spec, self.spec.steps)
         self.model, self.optimizer = self.accelerator.prepare(encoder, optimizer)
         self.model.train()
+        self.prefetch = None
+
+    def start(self, steps: int) -> None:
+        from tdro.stages.prefetch import Prefetcher
+
+        self.prefetch = Prefetcher(self.stream, 1, steps)
 
     def step(self) -> float:
         from tdro.stages.train import optimizer_step
@@ -156,7 +163,7 @@ class Ours:
             self.model,
             self.optimizer,
             self.scheduler,
-            self.stream,
+            self.prefetch.next(),
             self.loss_fn,
             accelerator=self.accelerator,
             spec=self.spec,
@@ -271,6 +278,7 @@ def main() -> None:
         eos = encoder.tokenizer.eos_token if card.eos.value == "append" else ""
         theirs = SentenceTransformersMNRL(folder, data, args, append_eos=eos)
         tokens, flops = ours.tokens_and_flops()
+        ours.start(args.warmup + args.steps)
         times: dict[str, list[float]] = {"ours": [], "st": [], "peak": []}
         for step in range(args.warmup + args.steps):
             sample = {"ours": ours.step(), "st": theirs.step(), "peak": matmul_flops(1.0)}

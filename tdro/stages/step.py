@@ -3,7 +3,9 @@
 `forward_backward(model, query, passages, loss_fn, *, accelerator, chunk_size=None, loss_weight=1.0,
 sync=True) -> Tensor` accumulates `loss_weight * d loss / d params` into the model's `.grad` and returns
 the (detached) loss as `loss_fn` computed it. `sync=False` keeps DDP from all-reducing (gradient
-accumulation: only the last micro-batch of an optimizer step syncs).
+accumulation: only the last micro-batch of an optimizer step syncs). The b*n passages are encoded in n
+pieces of b rows, each cut to its own longest row (columns that are padding in every row are dropped):
+the same loss and gradients as one call, with smaller activations (measured ~4% faster on CPU).
 
 Chunked mode (GradCache, Gao et al. 2021) trades compute for memory with the same loss and gradients:
 1. encode queries and passages chunk by chunk without a graph, recording each chunk's RNG state;
@@ -56,9 +58,23 @@ class _RngState:
             yield
 
 
+def trim_padding(features: Features) -> Features:
+    """Drop the columns that are padding in every row (a slice of a batch padded to a longer row)."""
+    keep = features["attention_mask"].bool().any(dim=0)
+    if bool(keep.all()):
+        return features
+    return {k: v[:, keep] if v.dim() == 2 else v for k, v in features.items()}
+
+
 def _chunks(features: Features, size: int) -> list[Features]:
     n = num_rows(features)
-    return [slice_features(features, s, min(s + size, n)) for s in range(0, n, size)]
+    return [trim_padding(slice_features(features, s, min(s + size, n))) for s in range(0, n, size)]
+
+
+def encode(model: torch.nn.Module, features: Features, rows: int) -> torch.Tensor:
+    """Encode in pieces of at most `rows` sequences (padding trimmed per piece), with autograd."""
+    pieces = _chunks(features, rows)
+    return model(**pieces[0]) if len(pieces) == 1 else torch.cat([model(**piece) for piece in pieces])
 
 
 def forward_backward(
@@ -74,7 +90,8 @@ def forward_backward(
 ) -> torch.Tensor:
     if chunk_size is None:
         with nullcontext() if sync else accelerator.no_sync(model):
-            loss = loss_fn(model(**query), model(**passages))
+            rows = num_rows(query)  # passages go in n pieces of b rows: cache-friendlier, same result
+            loss = loss_fn(model(**query), encode(model, passages, rows))
             accelerator.backward(loss * loss_weight)
         return loss.detach()
 

@@ -7,7 +7,8 @@ with hard, in-batch and (optionally) cross-device negatives, optionally GTR-bidi
 Matryoshka, optionally encoded in GradCache chunks of `train.chunk_size`. AdamW, warm-up + cosine/linear/
 constant schedule with a minimum-LR ratio, gradient clipping at `max_grad_norm`.
 
-Every `train.checkpoint_every` steps a checkpoint goes to `checkpoints/step-N` (model, optimizer,
+The next step's batches are prepared in a background thread (`prefetch.Prefetcher`) while a step
+computes. Every `train.checkpoint_every` steps a checkpoint goes to `checkpoints/step-N` (model, optimizer,
 scheduler, data-stream and RNG states; the last 2 kept); a restarted job resumes from the newest one and
 ends with the same weights as an uninterrupted run. Outputs (see `tdro.spec.stage_file`): `model/`,
 `metrics.parquet` (step, loss, lr, dataset, grad_norm, seconds), `result.json`; the same curves go to
@@ -75,25 +76,20 @@ def build_loss(stage: TrainStageFile, encoder_dim: int, normalize: bool):
 
 
 class NonFiniteStep(Exception):
-    def __init__(self, what: str, dataset: str) -> None:
-        super().__init__(f"{what} on dataset {dataset}")
-        self.what, self.dataset = what, dataset
+    """The loss or gradient norm of a step is NaN or infinite (raised before the weights change)."""
 
 
 def optimizer_step(
-    model, optimizer, scheduler, stream, loss_fn, *, accelerator, spec
-) -> tuple[float, float, str]:
-    """One optimizer step: the stream's next global batch in micro-batches, clip, AdamW, schedule.
+    model, optimizer, scheduler, batches, loss_fn, *, accelerator, spec
+) -> tuple[float, float]:
+    """One optimizer step over this process's micro-batches of it: backward each, clip, AdamW, schedule.
 
-    Returns (loss averaged over micro-batches and processes, gradient norm before clipping, dataset).
-    A non-finite loss or gradient norm raises `NonFiniteStep` before the weights change.
+    Returns (loss averaged over micro-batches and processes, gradient norm before clipping).
     """
     import torch
 
     from tdro.stages.step import forward_backward
 
-    batches = stream.next_step(micro_batches=spec.gradient_accumulation)
-    dataset = batch_dataset(batches[0].dataset_ids, stream.names)
     losses = []
     for j, batch in enumerate(batches):
         batch = batch.to(accelerator.device)
@@ -111,13 +107,13 @@ def optimizer_step(
     step_loss = accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
     grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), spec.max_grad_norm or math.inf))
     if not math.isfinite(step_loss):
-        raise NonFiniteStep(f"loss is {step_loss}", dataset)
+        raise NonFiniteStep(f"loss is {step_loss}")
     if not math.isfinite(grad_norm):
-        raise NonFiniteStep(f"gradient norm is {grad_norm}", dataset)
+        raise NonFiniteStep(f"gradient norm is {grad_norm}")
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return step_loss, grad_norm, dataset
+    return step_loss, grad_norm
 
 
 def run(stage: TrainStageFile, *, stop_after_step: int | None = None) -> dict[str, Any] | None:
@@ -127,6 +123,7 @@ def run(stage: TrainStageFile, *, stop_after_step: int | None = None) -> dict[st
     from tdro.modeling.optim import build_optimizer, build_training_schedule
     from tdro.stages.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
     from tdro.stages.outputs import atomic_dir, write_parquet, write_result
+    from tdro.stages.prefetch import Prefetcher
     from tdro.stages.runtime import load_encoder, make_accelerator, seed_everything, start_tracker
 
     started = time.perf_counter()
@@ -167,17 +164,22 @@ def run(stage: TrainStageFile, *, stop_after_step: int | None = None) -> dict[st
         start_step, rows, previous_wall = trainer["step"], trainer["rows"], trainer["wall_seconds"]
 
     tracker = start_tracker(stage, accelerator)
+    prefetch = Prefetcher(stream, spec.gradient_accumulation, spec.steps - start_step)
     try:
         for step in range(start_step + 1, spec.steps + 1):
             t0 = time.perf_counter()
             lr = scheduler.get_last_lr()[0]
+            batches = prefetch.next()
+            dataset = batch_dataset(batches[0].dataset_ids, stream.names)
             try:
-                step_loss, grad_norm, dataset = optimizer_step(
-                    model, optimizer, scheduler, stream, loss_fn, accelerator=accelerator, spec=spec
+                step_loss, grad_norm = optimizer_step(
+                    model, optimizer, scheduler, batches, loss_fn, accelerator=accelerator, spec=spec
                 )
             except NonFiniteStep as bad:
                 kept = f"checkpoints/{last_good.name} kept" if last_good else "no checkpoint was written yet"
-                raise UserError(f"step {step}: {bad}; training stopped ({kept})") from None
+                raise UserError(
+                    f"step {step}: {bad} on dataset {dataset}; training stopped ({kept})"
+                ) from None
             seconds = time.perf_counter() - t0
             rows.append(
                 dict(step=step, loss=step_loss, lr=lr, dataset=dataset, grad_norm=grad_norm, seconds=seconds)
@@ -200,7 +202,7 @@ def run(stage: TrainStageFile, *, stop_after_step: int | None = None) -> dict[st
                     optimizer=optimizer,
                     scheduler=scheduler,
                     trainer={"rows": rows, "wall_seconds": previous_wall + time.perf_counter() - started},
-                    rank_state={"stream": stream.state_dict()},
+                    rank_state={"stream": prefetch.state_dict()},
                 )
             if stop_after_step is not None and step >= stop_after_step:
                 return None
@@ -237,6 +239,7 @@ def run(stage: TrainStageFile, *, stop_after_step: int | None = None) -> dict[st
         tracker.summary({"final_loss": result["final_loss"], "steps": spec.steps})
         return result
     finally:
+        prefetch.close()
         tracker.finish()
 
 
