@@ -80,47 +80,31 @@ def validate(
 
 
 def _print_stages(experiment) -> None:  # type: ignore[no-untyped-def]
+    from tdro.plan.graph import build_plan
+
     try:
-        from tdro.plan.graph import build_plan  # type: ignore[import-not-found]
-    except ImportError:
-        build_plan = None
-    if build_plan is not None:
-        try:
-            stages = build_plan(experiment).stages
-        except UserError:
-            stages = None
-        if stages is not None:
-            table = Table("kind", "id", "arms", title=f"{len(stages)} stages")
-            for stage in stages:
-                table.add_row(str(stage.kind), stage.id[:12], ", ".join(stage.arms))
-            console.print(table)
-            return
-    table = Table("arm", "stages", title="arms")
-    for arm in experiment.arms:
-        n = len(arm.spec.transfer)
-        table.add_row(arm.name, f"reference, optimize, {n} train, {n + 1} evaluate")
+        stages = build_plan(experiment).stages
+    except UserError as exc:  # e.g. data that cannot be fingerprinted yet: show arms only
+        console.print(f"[yellow]stage ids not computed:[/yellow] {exc.problems[0]}")
+        table = Table("arm", "stages", title="arms")
+        for arm in experiment.arms:
+            n = len(arm.spec.transfer)
+            table.add_row(arm.name, f"reference, optimize, {n} train, {n + 1} evaluate")
+        console.print(table)
+        return
+    table = Table("kind", "id", "arms", title=f"{len(stages)} stages")
+    for stage in stages:
+        table.add_row(str(stage.kind), stage.id[:12], ", ".join(stage.arms))
     console.print(table)
 
 
 def _mount_commands(module_name: str) -> None:
     """Add the commands of a sub-app at the top level (`tdro eval`, `tdro run`, ...)."""
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        return
-    app.registered_commands.extend(module.app.registered_commands)
+    app.registered_commands.extend(importlib.import_module(module_name).app.registered_commands)
 
 
 def _mount_group(module_name: str, name: str, help_text: str) -> None:
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        return
-    app.add_typer(module.app, name=name, help=help_text)
+    app.add_typer(importlib.import_module(module_name).app, name=name, help=help_text)
 
 
 _mount_commands("tdro.runner_cli")
