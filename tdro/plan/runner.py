@@ -317,15 +317,18 @@ def experiment_results(plan: Plan, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -
 
 
 def results_table(rows: Rows) -> tuple[list[str], list[list[Any]]]:
-    """Pivot: one row per arm x transfer x metric, one column per benchmark, plus their mean."""
-    benchmarks = sorted({r["benchmark"] for r in rows.records()})
-    table: dict[tuple[Any, ...], dict[str, float]] = {}
+    """One row per model (the shared baseline once, then arm x transfer), one column per metric: the
+    mean over the benchmarks, so the table fits a terminal; per-benchmark values are in `tdro sql`."""
+    metrics = sorted({r["metric"] for r in rows.records()})
+    values: dict[tuple[Any, ...], dict[str, list[float]]] = {}
     for r in rows.records():
-        key = (r["arm"], r["transfer"], r["measure"], r["metric"])
-        table.setdefault(key, {})[r["benchmark"]] = r["value"]
+        baseline = r["transfer"] == "baseline"
+        key = ("(all)" if baseline else r["arm"], r["transfer"], r["measure"])
+        values.setdefault(key, {}).setdefault(r["metric"], []).append(r["value"])
     out = []
-    for key, values in table.items():
-        present = [values[b] for b in benchmarks if b in values]
-        mean = sum(present) / len(present) if present else None
-        out.append([*key, *(values.get(b) for b in benchmarks), mean])
-    return ["arm", "transfer", "measure", "metric", *benchmarks, "mean"], out
+    for key, per_metric in values.items():
+        if key[0] == "(all)" and len({r["arm"] for r in rows.records()}) == 1:
+            key = (next(iter({r["arm"] for r in rows.records()})), *key[1:])
+        means = [sum(v) / len(v) if (v := per_metric.get(m)) else None for m in metrics]
+        out.append([*key, *means])
+    return ["arm", "transfer", "measure", *(f"mean {m}" for m in metrics)], out
