@@ -31,7 +31,7 @@ from tdro.errors import UserError
 from tdro.spec.cards import BenchmarkCard, DatasetCard, ModelCard
 from tdro.spec.errors import _submodel, suggest, validation_problems
 from tdro.spec.experiment import ExperimentSpec
-from tdro.spec.registry import Registry, read_yaml
+from tdro.spec.registry import Registry, load_yaml_config, read_yaml
 
 EXTENDS = "extends"
 DEFAULT_ARM = "default"
@@ -107,17 +107,7 @@ def _load_with_extends(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
     if not path.is_file():
         where = f"{seen[-1]}: extends: " if seen else ""
         raise UserError(f"{where}{path}: spec file not found")
-    import yaml
-
-    try:
-        conf = OmegaConf.load(path)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserError(f"{path}{line}: YAML syntax error: {problem}") from None
-    if not isinstance(conf, DictConfig):
-        raise UserError(f"{path}: expected a mapping at the top level")
+    conf = load_yaml_config(path)
     bases = conf.pop(EXTENDS, None)
     if bases is None:
         return conf

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ValidationError
 
@@ -27,8 +27,8 @@ def default_root() -> Path:
     return Path(os.environ.get("TDRO_REGISTRY", "registry"))
 
 
-def read_yaml(path: Path) -> dict:
-    """A YAML file as a plain dict with interpolations resolved; UserError with line on bad YAML."""
+def load_yaml_config(path: Path) -> DictConfig:
+    """A YAML file as an omegaconf mapping; UserError naming file and line on bad YAML."""
     import yaml
 
     try:
@@ -40,12 +40,19 @@ def read_yaml(path: Path) -> dict:
         raise UserError(f"{path}{line}: YAML syntax error: {problem}") from None
     except OmegaConfBaseException as exc:
         raise UserError(f"{path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(conf, DictConfig):
+        raise UserError(f"{path}: expected a mapping at the top level")
+    return conf
+
+
+def read_yaml(path: Path) -> dict:
+    """A YAML file as a plain dict with interpolations resolved."""
+    conf = load_yaml_config(path)
     try:
         data = OmegaConf.to_container(conf, resolve=True)
     except OmegaConfBaseException as exc:
         raise UserError(f"{path}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping at the top level")
+    assert isinstance(data, dict)
     return data
 
 

@@ -28,7 +28,6 @@ process. `TDRO_STOP_AFTER_STEP=k` (tests only) stops after step k as if killed (
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import sys
 import time
@@ -44,7 +43,6 @@ TRAJECTORY_COLUMNS = [
     "step", "dataset", "alpha", "alpha_mean", "alpha_ema", "group_measure", "proxy_loss", "ref_loss",
     "samples",
 ]
-STOPPED_EXIT_CODE = 3
 
 
 def initial_weights(stage: OptimizeStageFile) -> list[float]:
@@ -315,19 +313,9 @@ def run(stage: OptimizeStageFile, *, stop_after_step: int | None = None) -> dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tdro.stages.runtime import run_job
+    from tdro.stages.runtime import run_stage_module
 
-    stop = os.environ.get("TDRO_STOP_AFTER_STEP")
-    stopped = []
-
-    def job(stage) -> None:
-        if not isinstance(stage, OptimizeStageFile):
-            raise UserError(f"stage file of kind {stage.kind}: tdro.stages.optimize runs optimize stages")
-        if run(stage, stop_after_step=int(stop) if stop else None) is None:
-            stopped.append(True)
-
-    code = run_job(job, argv)
-    return STOPPED_EXIT_CODE if code == 0 and stopped else code
+    return run_stage_module(run, (OptimizeStageFile,), "tdro.stages.optimize", argv)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 from collections.abc import Callable
@@ -65,6 +66,29 @@ def start_tracker(stage, accelerator, *, kind: str | None = None) -> StageTracke
         config=stage.tracking_config,
         enabled=accelerator.is_main_process,
     )
+
+
+STOPPED_EXIT_CODE = 3  # stopped on purpose by TDRO_STOP_AFTER_STEP (tests), like a kill after a checkpoint
+
+
+def run_stage_module(
+    run: Callable[..., Any], stage_types: tuple[type, ...], module: str, argv: list[str] | None = None
+) -> int:
+    """`main` of a training-like stage module: run the stage, honouring `TDRO_STOP_AFTER_STEP=k`.
+
+    `run(stage, stop_after_step=...)` returns None when it stopped early; the exit code is then 3.
+    """
+    stop = os.environ.get("TDRO_STOP_AFTER_STEP")
+    stopped: list[bool] = []
+
+    def job(stage: Any) -> None:
+        if not isinstance(stage, stage_types):
+            raise UserError(f"stage file of kind {stage.kind}: {module} cannot run it")
+        if run(stage, stop_after_step=int(stop) if stop else None) is None:
+            stopped.append(True)
+
+    code = run_job(job, argv)
+    return STOPPED_EXIT_CODE if code == 0 and stopped else code
 
 
 def run_job(fn: Callable[[Any], Any], argv: list[str] | None = None) -> int:

@@ -22,7 +22,6 @@ job stop after step k as if killed, without writing outputs (exit 3).
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from typing import Any
@@ -34,7 +33,6 @@ from tdro.spec.stage_file import TrainStageFile
 METRICS_FILE = "metrics.parquet"
 METRIC_COLUMNS = ["step", "loss", "lr", "dataset", "grad_norm", "seconds"]
 MODEL_DIR = "model"
-STOPPED_EXIT_CODE = 3
 
 
 def resolve_weights(stage: TrainStageFile) -> dict[str, float]:
@@ -244,19 +242,9 @@ def run(stage: TrainStageFile, *, stop_after_step: int | None = None) -> dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tdro.stages.runtime import run_job
+    from tdro.stages.runtime import run_stage_module
 
-    stop = os.environ.get("TDRO_STOP_AFTER_STEP")
-    stopped = []
-
-    def job(stage) -> None:
-        if not isinstance(stage, TrainStageFile):
-            raise UserError(f"stage file of kind {stage.kind}: tdro.stages.train runs reference/train stages")
-        if run(stage, stop_after_step=int(stop) if stop else None) is None:
-            stopped.append(True)
-
-    code = run_job(job, argv)
-    return STOPPED_EXIT_CODE if code == 0 and stopped else code
+    return run_stage_module(run, (TrainStageFile,), "tdro.stages.train", argv)
 
 
 if __name__ == "__main__":
