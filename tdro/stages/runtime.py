@@ -112,4 +112,14 @@ def run_job(fn: Callable[[Any], Any], argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         return USER_ERROR_EXIT_CODE
+    finally:
+        _leave_process_group()
     return 0
+
+
+def _leave_process_group() -> None:
+    """Tear the process group down before exit: a gloo group left open can abort a rank at exit."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
