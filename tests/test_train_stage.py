@@ -46,7 +46,7 @@ def test_tiny_decoder_last_token_learns(tmp_path, tiny_decoder_dir):
         card,
         cards,
         tracking="offline",
-        steps=20,
+        steps=30,
         learning_rate=1e-3,
         temperature=0.1,
         warmup_steps=5,
