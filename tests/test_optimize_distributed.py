@@ -69,8 +69,12 @@ def test_two_processes_match_one(tmp_path, tiny_decoder_dir):
     # ~1e-4 relative. Normalising the proxy's loss per process (the reference) instead gives 4e-2 / 2.
     tolerance = {"alpha": 1e-4, "alpha_mean": 1e-4, "alpha_ema": 1e-4, "group_measure": 1e-2,
                  "proxy_loss": 1e-2, "ref_loss": 1e-4}
-    worst = {key: max(abs(rb[key] - ra[key]) / max(abs(ra[key]), 1e-6) for ra, rb in zip(a, b, strict=True)
-                      if ra[key] is not None) for key in tolerance}
+    # Errors relative to the step's scale (the largest |value| over datasets at that step): a measure
+    # that is clamped to ~0 for one dataset carries float32 noise far above its own size.
+    scale = {(r["step"], key): max(abs(x[key] or 0.0) for x in a if x["step"] == r["step"])
+             for r in a for key in tolerance}
+    worst = {key: max(abs(rb[key] - ra[key]) / max(scale[ra["step"], key], 1e-6)
+                      for ra, rb in zip(a, b, strict=True) if ra[key] is not None) for key in tolerance}
     assert all(worst[key] < tolerance[key] for key in tolerance), {k: f"{v:.2e}" for k, v in worst.items()}
     # before the proxy's first update only the gathered measure is at play (observed 5e-6: float32
     # losses near 0 times sum(ref) / ref_i)
