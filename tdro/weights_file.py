@@ -20,6 +20,7 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
@@ -27,6 +28,8 @@ from tdro.enums import Measure, TransferMode, WeightSource
 from tdro.errors import UserError
 from tdro.spec.experiment import TransferSpec
 from tdro.transfer import transfer as apply_transfer
+
+M = TypeVar("M", bound=BaseModel)
 
 WEIGHTS_FILE = "weights.json"
 # The reference writes these on every save (`dro_save_top_percent_uniform_weights`).
@@ -100,12 +103,17 @@ def _load_json(path: Path) -> object:
         raise UserError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
 
 
-def read_weights_file(path: str | Path) -> WeightsFile:
+def _read_validated(path: str | Path, model: type[M]) -> M:
+    """A JSON file validated as `model`; UserError naming the file (and line or field) otherwise."""
     path = Path(path)
     try:
-        return WeightsFile.model_validate(_load_json(path))
+        return model.model_validate(_load_json(path))
     except ValidationError as exc:
         raise UserError(_problem(path, exc)) from None
+
+
+def read_weights_file(path: str | Path) -> WeightsFile:
+    return _read_validated(path, WeightsFile)
 
 
 def write_weights_file(path: str | Path, weights: WeightsFile) -> Path:
@@ -146,11 +154,7 @@ def source_from_name(path: Path) -> WeightSource | None:
 
 
 def read_reference(path: str | Path) -> ReferenceWeights:
-    path = Path(path)
-    try:
-        return ReferenceWeights.model_validate(_load_json(path))
-    except ValidationError as exc:
-        raise UserError(_problem(path, exc)) from None
+    return _read_validated(path, ReferenceWeights)
 
 
 def import_reference(paths: Sequence[str | Path], *, source: WeightSource | None = None) -> WeightsFile:

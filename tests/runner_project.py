@@ -66,6 +66,14 @@ def write_project(root: Path, model_dir: Path, *, datasets: tuple[str, ...] = DA
     return path
 
 
+def write_project_with_model_folder(root: Path) -> Path:
+    """`write_project` with a bare local model folder (enough for planning and emitting, not training)."""
+    model = root / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    return write_project(root, model)
+
+
 def load(spec: Path, *overrides: str) -> Experiment:
     return load_experiment(spec, list(overrides), registry=Registry.load(spec.parent / "registry"))
 

@@ -15,7 +15,7 @@ from tdro.catalog.connection import open_catalog, transaction
 from tdro.catalog.query import run_sql
 from tdro.plan.graph import build_plan
 from tdro.plan.runner import Outcome, Runner
-from tests.runner_project import REPO, fake_outputs, load, write_project
+from tests.runner_project import REPO, fake_outputs, load, write_project_with_model_folder
 
 SWEEP = ("sweep.grid={dro.measure: [loss, loss_over_ref]}", "transfer=[{mode: top_percent, percent: 70}, "
          "{mode: uniform}]")
@@ -26,10 +26,7 @@ NDCG = {"baseline": 0.40, "loss": 0.30, "loss_over_ref": 0.55}
 
 @pytest.fixture
 def spec(tmp_path: Path) -> Path:
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "config.json").write_text("{}")
-    return write_project(tmp_path, model)
+    return write_project_with_model_folder(tmp_path)
 
 
 def finished_plan(spec: Path, *overrides: str):  # type: ignore[no-untyped-def]

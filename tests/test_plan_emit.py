@@ -15,17 +15,14 @@ from tdro.plan.graph import build_plan
 from tdro.plan.launch import accelerate_config, launch_args
 from tdro.runner_cli import main
 from tdro.spec.experiment import ResourcesSpec
-from tests.runner_project import load, write_project
+from tests.runner_project import load, write_project_with_model_folder
 
 TWO_MACHINES = ("resources.machines=2", "resources.processes=4", "resources.mixed_precision=bf16")
 
 
 @pytest.fixture
 def spec(tmp_path: Path) -> Path:
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "config.json").write_text("{}")
-    return write_project(tmp_path, model)
+    return write_project_with_model_folder(tmp_path)
 
 
 def test_ddp_flags_single_and_multi_process() -> None:

@@ -7,15 +7,12 @@ from pathlib import Path
 import pytest
 
 from tdro.plan.graph import build_plan
-from tests.runner_project import load, write_project
+from tests.runner_project import load, write_project_with_model_folder
 
 
 @pytest.fixture
 def spec(tmp_path: Path) -> Path:
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "config.json").write_text("{}")
-    return write_project(tmp_path, model)
+    return write_project_with_model_folder(tmp_path)
 
 
 def ids_by_kind(spec: Path, *overrides: str) -> dict[str, set[str]]:
