@@ -166,6 +166,23 @@ def test_ratio_guard_and_clamp():
     assert g == pytest.approx([2.0 - 0.00001, (0.0 + 0.0) / 2])  # 1-1=0 and 0.5-1 -> clamped to 0
 
 
+def test_ref_floor_batch_applies_the_floor_as_on_a_bigger_batch():
+    # 4 samples, ref (0.01, 1, 1, 1): sum 3.01, q_0 = 0.01 / 3.01 = 3.3e-3.
+    # As written (floor 1e-4) sample 0 is divided by q_0: x_0 = 0.5 * 3.01 / 0.01 = 150.5.
+    # As on 512 samples the floor is 1e-4 * 512 / 4 = 0.0128 > q_0, so x_0 = 0.5 / 1 = 0.5.
+    # q_1..3 = 1 / 3.01 = 0.33 stay above both floors: x = l * 3.01.
+    proxy = torch.tensor([0.5, 1.0, 2.0, 0.4])
+    ref = torch.tensor([0.01, 1.0, 1.0, 1.0])
+    ids = torch.tensor([0, 1, 1, 0])
+    as_written = group_measure(proxy, ref, ids, 2, Measure.loss_over_ref).measure.tolist()
+    assert as_written == pytest.approx([(0.5 * 3.01 / 0.01 + 0.4 * 3.01) / 2, (1.0 + 2.0) * 3.01 / 2])
+    as_512 = group_measure(proxy, ref, ids, 2, Measure.loss_over_ref, ref_floor_batch=512).measure.tolist()
+    assert as_512 == pytest.approx([(0.5 + 0.4 * 3.01) / 2, (1.0 + 2.0) * 3.01 / 2])
+    # N equal to the batch size is the reference as written
+    as_4 = group_measure(proxy, ref, ids, 2, Measure.loss_over_ref, ref_floor_batch=4).measure.tolist()
+    assert as_4 == pytest.approx(as_written)
+
+
 def test_state_dict_resume_is_exact():
     def run(split: bool):
         state = AlphaState(INITIAL, eta=ETA, ema=EMA)

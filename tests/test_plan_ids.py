@@ -63,6 +63,18 @@ def test_run_only_fields_do_not_change_ids(spec: Path) -> None:
     assert same == base
 
 
+def test_ref_floor_batch_changes_only_the_per_sample_ratio_arms(spec: Path) -> None:
+    # regression: a field that cannot act must not re-run cached stage-1 runs
+    base = ids_by_kind(spec, "dro.measure=loss_over_ref")
+    floored = ids_by_kind(spec, "dro.measure=loss_over_ref", "dro.ref_floor_batch=512")
+    assert changed(base, floored) == {"reference": 0, "optimize": 1, "train": 1, "evaluate": 1}
+    for measure in ("loss", "loss_minus_ref"):
+        assert ids_by_kind(spec, f"dro.measure={measure}", "dro.ref_floor_batch=512") == ids_by_kind(
+            spec, f"dro.measure={measure}")
+    domain_means = ("dro.measure=loss_over_ref", "dro.ratio=domain_means")
+    assert ids_by_kind(spec, *domain_means, "dro.ref_floor_batch=512") == ids_by_kind(spec, *domain_means)
+
+
 def test_arms_share_equal_stages(spec: Path) -> None:
     plan = build_plan(load(spec, "sweep.grid={dro.measure: [loss, loss_minus_ref, loss_over_ref]}"))
     kinds = [s.kind.value for s in plan.stages]
@@ -110,6 +122,11 @@ def test_missing_generated_data_is_written_before_fingerprinting(tmp_path: Path)
     bench = BenchmarkCard(name="demo_lexical", path=str(root / "test" / "demo_lexical"), generated_by="demo")
     ensure_generated([card], [bench])
     assert card.resolved_path.stat().st_size > 0 and (root / "test" / "demo_lexical" / "qrels").is_dir()
+    # regression: a folder from another version of the generator (or edited by hand) was kept as it was
+    good = card.resolved_path.read_bytes()
+    card.resolved_path.write_text('{"query": "stale"}\n')
+    ensure_generated([card], [bench])
+    assert card.resolved_path.read_bytes() == good
     odd = DatasetCard(name="x", path=str(tmp_path / "nope.jsonl"), instructions=["x"], generated_by="magic")
     with pytest.raises(UserError, match="unknown generator"):
         ensure_generated([odd], [])

@@ -6,6 +6,11 @@ dataset ids. Per sample, x_i is
 - `loss_minus_ref`:  l_i - r_i (GroupDRO's excess loss)
 - `loss_over_ref`, ratio `per_sample_l1` (the reference implementation): x_i = l_i / q_i with
   q_i = r_i / sum_j |r_j| over the micro-batch, and q_i < 1e-4 replaced by 1; i.e. l_i * sum(r) / r_i.
+  That floor depends on the micro-batch size n: q_i < 1e-4 means r_i < n * 1e-4 * mean(r). The paper's
+  global micro-batch is 512, so there a sample whose reference loss is below ~5% of the batch mean is
+  divided by 1 (it adds ~l_i, i.e. almost nothing); at n = 16 the same rule only catches r_i < 0.16% of
+  the mean and such near-solved samples dominate g with l_i / r_i. `ref_floor_batch=N` applies the
+  floor as it acts on N samples (q_i < 1e-4 * N / n); N = n, or None, is the reference as written.
 then x_i <- max(x_i, 0) and g_d = sum_{dom(i)=d} x_i / max(1, count_d): a dataset absent from the
 micro-batch gets 0, so it gets no gradient from it.
 - `loss_over_ref`, ratio `domain_means`: g_d = max(0, mean_d(l) / mean_d(r)), with a mean reference loss
@@ -50,6 +55,7 @@ def group_measure(
     n_groups: int,
     measure: Measure,
     ratio: RatioMode = RatioMode.per_sample_l1,
+    ref_floor_batch: int | None = None,
 ) -> GroupStats:
     """g_d for every dataset d in 0..n_groups-1; see the module docstring."""
     proxy = proxy_losses.detach().to(torch.float64).reshape(-1).cpu()
@@ -81,6 +87,7 @@ def group_measure(
         assert ref is not None
         total = ref.abs().sum()
         q = ref / total if total > 0 else torch.zeros_like(ref)
-        x = proxy / torch.where(q < SMALL_REF, torch.ones_like(q), q)
+        floor = SMALL_REF if ref_floor_batch is None else SMALL_REF * ref_floor_batch / max(1, ref.numel())
+        x = proxy / torch.where(q < floor, torch.ones_like(q), q)
     g = _group_sum(x.clamp(min=0), ids, n_groups) / counts.clamp(min=1)
     return GroupStats(g, counts, proxy_mean, ref_mean)

@@ -12,6 +12,7 @@ import hashlib
 import json
 from typing import Any
 
+from tdro.enums import Measure, RatioMode
 from tdro.spec.cards import BenchmarkCard, DatasetCard, ModelCard
 from tdro.spec.experiment import DataSpec, DroSpec, EvaluateSpec, TrainSpec, TransferSpec
 
@@ -30,7 +31,13 @@ def train_params(train: TrainSpec) -> dict[str, Any]:
 
 
 def dro_params(dro: DroSpec) -> dict[str, Any]:
-    return dro.model_dump(mode="json", exclude={"checkpoint_every"})
+    params = dro.model_dump(mode="json", exclude={"checkpoint_every"})
+    # the floor only acts on the per-sample ratio; left out where it cannot act (and when unset, so the ids
+    # of stages planned before the field existed still hold)
+    if (dro.ref_floor_batch is None or dro.measure is not Measure.loss_over_ref
+            or dro.ratio is not RatioMode.per_sample_l1):
+        del params["ref_floor_batch"]
+    return params
 
 
 def evaluate_params(evaluate: EvaluateSpec) -> dict[str, Any]:

@@ -74,6 +74,10 @@ class DroSpec(OptimizerSpec):
 
     measure: Measure = Measure.loss_over_ref
     ratio: RatioMode = RatioMode.per_sample_l1
+    # per_sample_l1's small-reference floor as it acts on a global micro-batch of this many samples
+    # (the paper's is 512); None: on the actual micro-batch, as the reference code does.
+    # See tdro/dro/measure.py.
+    ref_floor_batch: int | None = Field(None, gt=0)
     eta: float = Field(0.02, gt=0)
     steps: int = Field(1000, gt=0)
     batch_size: int = Field(2048, gt=0)

@@ -228,7 +228,8 @@ def run(stage: OptimizeStageFile, *, stop_after_step: int | None = None) -> dict
                     all_proxy = accelerator.gather(proxy_losses.detach())
                     all_ref = None if ref_losses is None else accelerator.gather(ref_losses)
                     all_ids = accelerator.gather(batch.dataset_ids)
-                    stats = group_measure(all_proxy, all_ref, all_ids, len(names), spec.measure, spec.ratio)
+                    stats = group_measure(all_proxy, all_ref, all_ids, len(names), spec.measure, spec.ratio,
+                                          spec.ref_floor_batch)
                     alpha.accumulate(stats.measure)
                     window.add(stats, all_proxy, all_ref, all_ids)
                     if last:
@@ -292,6 +293,7 @@ def run(stage: OptimizeStageFile, *, stop_after_step: int | None = None) -> dict
             "trajectory_file": TRAJECTORY_FILE,
             "measure": spec.measure.value,
             "ratio": spec.ratio.value,
+            "ref_floor_batch": spec.ref_floor_batch,
             "diagnostics": diag.model_dump(),
             "warnings": [warning] if warning else [],
             "final_loss": step_losses[-1] if step_losses else None,
