@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tdro.catalog.query import run_sql
+from tdro.catalog.query import Rows, run_sql
 from tdro.plan.graph import build_plan
-from tdro.plan.runner import Outcome, Runner
+from tdro.plan.runner import Outcome, Runner, results_table
 from tdro.runner_cli import main
 from tests.runner_project import REPO, load, write_project
 
@@ -114,3 +114,24 @@ def test_metrics_change_reruns_only_evaluations_and_a_failure_skips_its_dependan
     results = run_sql(root / "catalog.duckdb", "SELECT arm, transfer, metric FROM results "
                       "WHERE metric = 'recall@10' ORDER BY transfer").rows
     assert results == [("good", "baseline", "recall@10"), ("good", "top_percent_70", "recall@10")]
+
+
+def _result_rows(arms: list[tuple[str, str | None, str]]) -> Rows:
+    columns = ["arm", "measure", "transfer", "metric", "value"]
+    return Rows(columns, [(arm, measure, transfer, "ndcg@10", 0.5) for arm, measure, transfer in arms])
+
+
+def test_results_table_leaves_out_an_arm_column_that_only_restates_the_measure() -> None:
+    by_measure = _result_rows([
+        ("dro.measure=loss", None, "baseline"),
+        ("dro.measure=loss", "loss", "reweight"),
+        ("dro.measure=loss_over_ref", "loss_over_ref", "reweight"),
+    ])
+    columns, body = results_table(by_measure)
+    assert columns == ["transfer", "measure", "mean ndcg@10"]
+    assert body[0] == ["baseline", None, 0.5]
+    by_eta = _result_rows([
+        ("dro.eta=0.1", "loss_over_ref", "reweight"),
+        ("dro.eta=0.2", "loss_over_ref", "reweight"),
+    ])
+    assert results_table(by_eta)[0][0] == "arm"

@@ -318,7 +318,8 @@ def experiment_results(plan: Plan, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -
 
 def results_table(rows: Rows) -> tuple[list[str], list[list[Any]]]:
     """One row per model (the shared baseline once, then arm x transfer), one column per metric: the
-    mean over the benchmarks, so the table fits a terminal; per-benchmark values are in `tdro sql`."""
+    mean over the benchmarks, so the table fits a terminal; per-benchmark values are in `tdro sql`.
+    The arm column is left out when it only restates the measure (a sweep over `dro.measure` alone)."""
     metrics = sorted({r["metric"] for r in rows.records()})
     values: dict[tuple[Any, ...], dict[str, list[float]]] = {}
     for r in rows.records():
@@ -331,4 +332,8 @@ def results_table(rows: Rows) -> tuple[list[str], list[list[Any]]]:
             key = (next(iter({r["arm"] for r in rows.records()})), *key[1:])
         means = [sum(v) / len(v) if (v := per_metric.get(m)) else None for m in metrics]
         out.append([*key, *means])
-    return ["arm", "transfer", "measure", *(f"mean {m}" for m in metrics)], out
+    columns = ["arm", "transfer", "measure", *(f"mean {m}" for m in metrics)]
+    arms_are_measures = all(row[1] == "baseline" or row[0] == f"dro.measure={row[2]}" for row in out)
+    if arms_are_measures and any(row[1] != "baseline" for row in out):
+        return columns[1:], [row[1:] for row in out]
+    return columns, out
