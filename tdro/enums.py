@@ -60,6 +60,13 @@ class RatioMode(StrEnum):
     domain_means = "domain_means"  # mean proxy loss of a domain over mean reference loss
 
 
+class SampleOrder(StrEnum):
+    """Which query groups stage 1 draws, relative to the ones stage 0 trained the reference on."""
+
+    independent = "independent"  # a sequence of its own, drawn from a seed derived for stage 1
+    as_reference = "as_reference"  # the reference code: stage 0's seed, so stage 1 replays its batches
+
+
 class TransferMode(StrEnum):
     top_percent = "top_percent"
     reweight = "reweight"

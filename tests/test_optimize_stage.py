@@ -116,3 +116,26 @@ def test_measure_loss_needs_no_reference_but_ratios_do(setup, tmp_path):
     bad = optimize_stage(tmp_path / "bad", card, cards[:2], None, steps=2)
     with pytest.raises(UserError, match="reference_model_dir: measure loss_over_ref needs"):
         optimize.run(bad)
+
+
+def test_stage1_draws_its_own_groups_unless_told_to_replay_stage0(setup, tmp_path):
+    """Regression: stage 1 used stage 0's seed, so with a mixed stage 0 of its batch size it scored the
+    reference on the very batches the reference was trained on (the reference code does the same)."""
+    from tdro.data.sampler import MixtureSampler, derived_seed
+    from tdro.enums import MixtureMode
+
+    root, card, cards, ref = setup
+    fresh = optimize_stage(tmp_path / "fresh", card, cards, ref)
+    replay = optimize_stage(tmp_path / "replay", card, cards, ref, sample_order="as_reference")
+
+    def pairs(seed: int) -> list[tuple[int, int]]:
+        sampler = MixtureSampler([32] * len(cards), [1.0] * len(cards), MixtureMode.mixed, 8, seed)
+        return [pair for _ in range(4) for pair in sampler.next_step()]
+
+    stage0 = pairs(fresh.seed)  # what a mixed stage 0 with the same seed and batch size trains on, in order
+    assert pairs(optimize.sample_seed(replay)) == stage0
+    own = pairs(optimize.sample_seed(fresh))
+    same = sum(a == b for a, b in zip(own, stage0, strict=True))
+    assert same <= 3, (same, own, stage0)  # by chance 1/3 * 1/32 of 32 positions
+    assert derived_seed(7, "optimize") == derived_seed(7, "optimize") != derived_seed(7, "train")
+    assert derived_seed(7, "optimize") != derived_seed(8, "optimize")

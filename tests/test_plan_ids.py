@@ -75,6 +75,12 @@ def test_ref_floor_batch_changes_only_the_per_sample_ratio_arms(spec: Path) -> N
     assert ids_by_kind(spec, *domain_means, "dro.ref_floor_batch=512") == ids_by_kind(spec, *domain_means)
 
 
+def test_sample_order_reruns_stage1_and_downstream_only(spec: Path) -> None:
+    base = ids_by_kind(spec)
+    replay = ids_by_kind(spec, "dro.sample_order=as_reference")
+    assert changed(base, replay) == {"reference": 0, "optimize": 1, "train": 1, "evaluate": 1}
+
+
 def test_arms_share_equal_stages(spec: Path) -> None:
     plan = build_plan(load(spec, "sweep.grid={dro.measure: [loss, loss_minus_ref, loss_over_ref]}"))
     kinds = [s.kind.value for s in plan.stages]

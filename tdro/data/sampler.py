@@ -10,11 +10,13 @@ complete, and the global sequence does not depend on the number of processes.
 - `mixed`: each of the step's `batch_size` positions draws its dataset independently.
 
 Weights need not sum to 1; a zero weight means the dataset is never drawn. The state (step and each
-dataset's epoch and position) is a small JSON-able dict.
+dataset's epoch and position) is a small JSON-able dict. `derived_seed(seed, purpose)` gives a stage a
+sequence of its own from the experiment's seed (stage 1 uses it so as not to replay stage 0's batches).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,6 +25,12 @@ from tdro.enums import MixtureMode
 
 _DATASET_STREAM = 0x5EED_D5  # separates the seed sequences of dataset draws and row permutations
 _ROW_STREAM = 0x5EED_60
+
+
+def derived_seed(seed: int, purpose: str) -> int:
+    """A seed for a stream of its own, determined by (seed, purpose) and unrelated to `seed`'s sequence."""
+    digest = hashlib.sha256(f"tdro-seed|{seed}|{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1  # >= 0, fits numpy's and the state's int64
 
 
 class MixtureSampler:

@@ -12,7 +12,7 @@ import hashlib
 import json
 from typing import Any
 
-from tdro.enums import Measure, RatioMode
+from tdro.enums import Measure, RatioMode, SampleOrder
 from tdro.spec.cards import BenchmarkCard, DatasetCard, ModelCard
 from tdro.spec.experiment import DataSpec, DroSpec, EvaluateSpec, TrainSpec, TransferSpec
 
@@ -37,6 +37,9 @@ def dro_params(dro: DroSpec) -> dict[str, Any]:
     if (dro.ref_floor_batch is None or dro.measure is not Measure.loss_over_ref
             or dro.ratio is not RatioMode.per_sample_l1):
         del params["ref_floor_batch"]
+    # stages planned before `sample_order` existed replayed stage 0's order: their ids hold for as_reference
+    if dro.sample_order is SampleOrder.as_reference:
+        del params["sample_order"]
     return params
 
 

@@ -18,6 +18,7 @@ from tdro.enums import (
     Measure,
     MixedPrecision,
     RatioMode,
+    SampleOrder,
     Schedule,
     TrackingMode,
     TransferMode,
@@ -78,6 +79,9 @@ class DroSpec(OptimizerSpec):
     # (the paper's is 512); None: on the actual micro-batch, as the reference code does.
     # See tdro/dro/measure.py.
     ref_floor_batch: int | None = Field(None, gt=0)
+    # `independent`: stage 1 draws its own sequence of query groups; `as_reference` replays stage 0's (see
+    # tdro/stages/optimize.py).
+    sample_order: SampleOrder = SampleOrder.independent
     eta: float = Field(0.02, gt=0)
     steps: int = Field(1000, gt=0)
     batch_size: int = Field(2048, gt=0)

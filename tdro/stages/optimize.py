@@ -34,7 +34,7 @@ import time
 from contextlib import nullcontext
 from typing import Any
 
-from tdro.enums import Measure, MixtureMode
+from tdro.enums import Measure, MixtureMode, SampleOrder
 from tdro.errors import UserError
 from tdro.spec.stage_file import OptimizeStageFile
 
@@ -61,6 +61,22 @@ def initial_weights(stage: OptimizeStageFile) -> list[float]:
     if bad:
         raise UserError(f"initial_weights: must be finite and > 0 for stage 1; bad: {', '.join(bad)}")
     return [float(stage.initial_weights[n]) for n in names]
+
+
+def sample_seed(stage: OptimizeStageFile) -> int:
+    """The seed of stage 1's data stream (see `SampleOrder`).
+
+    With stage 0's seed (`as_reference`, the reference code) every dataset's rows come in stage 0's order, and
+    with a mixed stage 0 of the same batch size stage 1 replays its batches exactly (groups, negatives,
+    instructions), so the reference is scored on what it was trained on: on small data it has partly
+    memorised them (the demo's random-label domain most of all), which bends every reference-based measure.
+    `independent` (default) draws from a seed derived for stage 1.
+    """
+    if stage.dro.sample_order is SampleOrder.as_reference:
+        return stage.seed
+    from tdro.data.sampler import derived_seed
+
+    return derived_seed(stage.seed, "optimize")
 
 
 def load_reference(stage: OptimizeStageFile, proxy, device):
@@ -172,7 +188,7 @@ def run(stage: OptimizeStageFile, *, stop_after_step: int | None = None) -> dict
     micro_size = spec.batch_size // spec.gradient_accumulation
     stream = TrainingStream(
         list(stage.datasets), initial, mode=MixtureMode.mixed, batch_size=micro_size,
-        passages_per_query=spec.passages_per_query, seed=stage.seed, config=proxy.config,
+        passages_per_query=spec.passages_per_query, seed=sample_seed(stage), config=proxy.config,
         tokenizer=proxy.tokenizer, num_processes=world, process_index=accelerator.process_index,
         skip_bad_lines=stage.data.skip_bad_lines,
     )
