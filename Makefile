@@ -28,6 +28,7 @@ test: install
 
 demo: install
 	$(BIN)/tdro run experiments/demo.yaml
+	$(BIN)/tdro report demo
 
 lint: install
 	$(BIN)/ruff check tdro tests bench
