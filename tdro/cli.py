@@ -113,21 +113,48 @@ _mount_group("tdro.data.cli", "data", "Check training files; write the demo coll
 _mount_group("tdro.weights_cli", "weights", "Convert mixture weights to and from the reference JSON format.")
 
 
+try:  # typer 0.2x carries its own copy of click, whose errors are not click's classes
+    from typer._click import exceptions as _vendored_click
+except ImportError:  # older typer: plain click
+    _vendored_click = None
+_CLICK = [m for m in (click.exceptions, _vendored_click) if m is not None]
+_CLICK_ERRORS = tuple(m.ClickException for m in _CLICK)
+_USAGE_ERRORS = tuple(m.UsageError for m in _CLICK)
+_NO_ARGS_HELP = tuple(m.NoArgsIsHelpError for m in _CLICK if hasattr(m, "NoArgsIsHelpError"))
+_ABORTS = tuple(m.Abort for m in _CLICK if hasattr(m, "Abort"))
+_EXITS = tuple({click.exceptions.Exit, typer.Exit})
+
+
+def _usage_line(exc: Exception) -> str:
+    """One line for a command-line usage error: the command, what is wrong, where help is."""
+    ctx = getattr(exc, "ctx", None)
+    message = " ".join(exc.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
+    if ctx is None:
+        return message
+    return f"{ctx.command_path}: {message} (see {ctx.command_path} --help)"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (2 for user errors, printed one line per problem)."""
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False, prog_name="tdro")
     except UserError as exc:
         for line in exc.problems:
             err_console.print(f"[red]error:[/red] {line}", highlight=False, markup=True)
         return USER_ERROR_EXIT_CODE
-    except click.exceptions.Exit as exc:
+    except _EXITS as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except (*_ABORTS, KeyboardInterrupt):
         err_console.print("aborted")
         return 130
-    except click.ClickException as exc:
-        exc.show()
+    except _NO_ARGS_HELP as exc:  # `tdro` or `tdro data` alone: the help, as click prints it standalone
+        print(exc.format_message())
+        return USER_ERROR_EXIT_CODE
+    except _USAGE_ERRORS as exc:
+        err_console.print(f"[red]error:[/red] {_usage_line(exc)}", highlight=False, markup=True)
+        return USER_ERROR_EXIT_CODE
+    except _CLICK_ERRORS as exc:
+        err_console.print(f"[red]error:[/red] {_usage_line(exc)}", highlight=False, markup=True)
         return USER_ERROR_EXIT_CODE
     # Without standalone mode, click returns (not raises) the code of typer.Exit and of Ctrl-C.
     return code if isinstance(code, int) else 0
