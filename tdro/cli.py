@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated
 
 import click
@@ -113,6 +114,7 @@ _mount_group("tdro.data.cli", "data", "Check training files; write the demo coll
 _mount_group("tdro.weights_cli", "weights", "Convert mixture weights to and from the reference JSON format.")
 
 
+_vendored_click: ModuleType | None
 try:  # typer 0.2x carries its own copy of click, whose errors are not click's classes
     from typer._click import exceptions as _vendored_click
 except ImportError:  # older typer: plain click
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             err_console.print(f"[red]error:[/red] {line}", highlight=False, markup=True)
         return USER_ERROR_EXIT_CODE
     except _EXITS as exc:
-        return exc.exit_code
+        return int(getattr(exc, "exit_code", 0))
     except (*_ABORTS, KeyboardInterrupt):
         err_console.print("aborted")
         return 130
