@@ -40,7 +40,7 @@ class StageTracker:
         run = wandb.init(
             project=tracking.project,
             entity=tracking.entity,
-            mode=tracking.mode.value,
+            mode=tracking.mode.value,  # type: ignore[arg-type]  # a TrackingMode value: wandb's literals
             group=experiment,
             job_type=kind,
             name=f"{kind}-{stage_id[:12]}",
@@ -64,7 +64,8 @@ class StageTracker:
         if self._run is not None:
             import wandb
 
-            self._run.log({key: wandb.Table(columns=columns, data=rows)})
+            names: list[str | int] = list(columns)
+            self._run.log({key: wandb.Table(columns=names, data=rows)})
 
     def summary(self, values: dict[str, Any]) -> None:
         if self._run is not None:

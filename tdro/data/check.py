@@ -34,7 +34,9 @@ def summarize(path: str | Path, *, max_rows: int = 100_000,
               cache_dir: str | Path | None = None) -> DataSummary:
     reader = JsonlReader(path, skip_bad_lines=True, cache_dir=cache_dir)
     n = len(reader)
-    rows = np.unique(np.linspace(0, n - 1, num=min(n, max_rows)).round().astype(np.int64)) if n else []
+    rows: np.ndarray | list[int] = (
+        np.unique(np.linspace(0, n - 1, num=min(n, max_rows)).round().astype(np.int64)) if n else []
+    )
     q_words, pos, neg, p_words, titled = [], [], [], [], 0
     passages = 0
     for i in rows:

@@ -322,8 +322,8 @@ def test_set(domain: Domain) -> tuple[list[dict], list[dict], list[tuple[str, st
             p = _passage_obj(domain, doc_id, name, text)
             corpus.append({"_id": doc_id, "title": p.get("title", ""), "text": p["text"]})
             docs[(name, t)] = doc_id
-    pairs = [(n, t) for n in TEST_NAMES for t in range(len(ptopics))]
-    for qi, (name, t) in enumerate(rng.sample(pairs, TEST_QUERIES)):
+    slots = [(n, t) for n in TEST_NAMES for t in range(len(ptopics))]
+    for qi, (name, t) in enumerate(rng.sample(slots, TEST_QUERIES)):
         if domain.kind is Kind.noise:
             source = rng.choice(_MAPPING_DOMAINS)
             text = _query(rng, name, source.query_topics[rng.randrange(len(source.query_topics))])

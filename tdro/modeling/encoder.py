@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +47,7 @@ def _first_line(exc: BaseException) -> str:
 class Encoder(nn.Module):
     def __init__(self, model: nn.Module, tokenizer, config: RetrieverConfig) -> None:
         super().__init__()
-        self.model = model
+        self.model: Any = model  # a transformers PreTrainedModel (nn.Module's getattr types it as a union)
         self.tokenizer = tokenizer
         self.config = config
         self._takes_positions = "position_ids" in inspect.signature(model.forward).parameters

@@ -14,6 +14,7 @@ A GPU index is used when faiss was built with GPU support and a GPU is visible.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,7 @@ class TopK:
         block = np.ascontiguousarray(block, dtype=np.float32)
         if block.shape[0] == 0:
             return
-        index = faiss.IndexFlatIP(self.queries.shape[1])
+        index: Any = faiss.IndexFlatIP(self.queries.shape[1])
         if self.gpu is not None:
             index = faiss.index_cpu_to_gpu(self.gpu, 0, index)
         index.add(block)
@@ -95,6 +96,7 @@ class TopK:
         scores, idx = _settle_boundary_ties(scores, idx, self.queries, block, need)
         idx = np.where(idx >= 0, idx + start, -1)
         if self.extra:
+            assert self.exclude is not None  # extra > 0 only with exclude
             hit = idx == self.exclude[:, None]
             scores = np.where(hit, -np.inf, scores)
             idx = np.where(hit, -1, idx)

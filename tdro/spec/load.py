@@ -21,7 +21,7 @@ import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -115,7 +115,8 @@ def _load_with_extends(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
         bases = [bases]
     merged = OmegaConf.create()
     for base in bases:
-        merged = OmegaConf.merge(merged, _load_with_extends(path.parent / str(base), (*seen, path)))
+        base_conf = _load_with_extends(path.parent / str(base), (*seen, path))
+        merged = cast(DictConfig, OmegaConf.merge(merged, base_conf))
     return OmegaConf.merge(merged, conf)  # type: ignore[return-value]
 
 
@@ -262,7 +263,7 @@ def load_experiment(
     arms: list[Arm] = []
     names: set[str] = set()
     for explicit, assignment in _arm_assignments(spec, where):
-        data = read_yaml_roundtrip(resolved)
+        data = read_yaml_roundtrip(cast(dict[str, Any], resolved))
         data.pop("sweep", None)
         for key, value in assignment.items():
             _set_dotted(data, key, value)

@@ -62,8 +62,9 @@ def load_card(path: Path, model: type[C]) -> C:
         card = model.model_validate(data)
     except ValidationError as exc:
         raise UserError(*validation_problems(exc, model, str(path))) from None
-    if getattr(card, "name", path.stem) != path.stem:
-        raise UserError(f"{path}: name: {card.name!r} must equal the file name {path.stem!r}")
+    name = getattr(card, "name", path.stem)
+    if name != path.stem:
+        raise UserError(f"{path}: name: {name!r} must equal the file name {path.stem!r}")
     return card
 
 

@@ -106,6 +106,7 @@ def forward_backward(
     p = torch.cat(reps[n_query_chunks:]).requires_grad_()
     loss = loss_fn(q, p)
     accelerator.backward(loss * loss_weight)  # reaches only q and p: they are leaves
+    assert q.grad is not None and p.grad is not None
     grads = list(torch.cat([q.grad, p.grad]).split([r.shape[0] for r in reps]))
     for k, (piece, state, grad) in enumerate(zip(pieces, states, grads, strict=True)):
         last = k == len(pieces) - 1

@@ -43,12 +43,11 @@ class ContrastiveLoss:
         return world_size() if self.cross_device else 1
 
     def _single(self, q: torch.Tensor, p: torch.Tensor, reduction: Reduction) -> torch.Tensor:
-        kwargs = dict(
-            passages_per_query=self.passages_per_query, temperature=self.temperature, reduction=reduction
-        )
         if self.bidirectional:
-            return gtr_loss(q, p, **kwargs)
-        return info_nce(q, p, only_hard_negatives=self.only_hard_negatives, **kwargs)
+            return gtr_loss(q, p, passages_per_query=self.passages_per_query, temperature=self.temperature,
+                            reduction=reduction)
+        return info_nce(q, p, passages_per_query=self.passages_per_query, temperature=self.temperature,
+                        reduction=reduction, only_hard_negatives=self.only_hard_negatives)
 
     def __call__(self, q: torch.Tensor, p: torch.Tensor, reduction: Reduction = "mean") -> torch.Tensor:
         scale = self.scale()
