@@ -24,17 +24,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _stage(tmp_path: Path, minilm_dir: Path, name: str, **changes) -> Path:
+    """The evaluate stage file of the fixture; `changes` replace its fields (benchmarks, evaluate, ...)."""
     card = ModelCard(
         name="all-minilm-l6-v2", source=ModelSource(path=str(minilm_dir)), pooling="mean", normalize=True,
         query_max_length=256, passage_max_length=256, prompt_style="none",
     )
-    stage = EvaluateStageFile(
-        stage_id=f"eval-{name}", experiment="test", seed=0, output_dir=str(tmp_path / name), model=card,
-        model_dir=str(minilm_dir),
+    fields = dict(
         benchmarks=[BenchmarkCard(name="tiny", path=str(FIXTURE), instruction="Find the passage")],
         evaluate=EvaluateSpec(metrics=["ndcg@10", "mrr@10", "recall@100"], top_k=100,
                               ignore_identical_ids=True, batch_size=4, chunk_size=7),
-        **changes,
+    )
+    stage = EvaluateStageFile(
+        stage_id=f"eval-{name}", experiment="test", seed=0, output_dir=str(tmp_path / name), model=card,
+        model_dir=str(minilm_dir), **{**fields, **changes},
     )
     return stage.write()
 
@@ -94,3 +96,16 @@ def test_stage_bad_benchmark_exits_2_with_one_line(tmp_path: Path, minilm_dir: P
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {FIXTURE}/qrels/train.tsv: no such file (splits here: dev, test)"]
     assert not (tmp_path / "bad" / "result.json").exists()
+
+
+def test_a_benchmark_card_turns_ignore_identical_ids_on(tmp_path: Path, minilm_dir: Path) -> None:
+    card = BenchmarkCard(name="tiny", path=str(FIXTURE), instruction="Find the passage")
+    spec_off = EvaluateSpec(metrics=["mrr@10"], top_k=10, ignore_identical_ids=False, batch_size=8)
+    flags = {}
+    for name, bench in (("off", card), ("card", card.model_copy(update={"ignore_identical_ids": True}))):
+        _stage(tmp_path, minilm_dir, name, benchmarks=[bench], evaluate=spec_off)
+        assert evaluate_stage.main([str(tmp_path / name / "stage.json")]) == 0
+        [record] = json.loads((tmp_path / name / "result.json").read_text())["benchmarks"]
+        flags[name] = (record["ignore_identical_ids"], record["metrics"]["mrr@10"])
+    assert flags["off"][0] is False and flags["card"][0] is True
+    assert flags["card"][1] > flags["off"][1]  # the ArguAna-style query no longer retrieves itself

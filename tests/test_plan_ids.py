@@ -136,3 +136,13 @@ def test_missing_generated_data_is_written_before_fingerprinting(tmp_path: Path)
     odd = DatasetCard(name="x", path=str(tmp_path / "nope.jsonl"), instructions=["x"], generated_by="magic")
     with pytest.raises(UserError, match="unknown generator"):
         ensure_generated([odd], [])
+
+
+def test_benchmark_card_ignore_identical_ids_enters_ids_only_when_on() -> None:
+    from tdro.plan.ids import benchmark_params
+    from tdro.spec.cards import BenchmarkCard
+
+    off = BenchmarkCard(name="b", path="folder")
+    assert "ignore_identical_ids" not in benchmark_params(off, "f")  # ids planned before the field hold
+    on = off.model_copy(update={"ignore_identical_ids": True})
+    assert benchmark_params(on, "f")["ignore_identical_ids"] is True

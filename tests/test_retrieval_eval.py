@@ -121,3 +121,16 @@ def test_cache_keys_on_texts_and_model(tmp_path: Path, tiny_decoder_dir: Path) -
     assert model_identity(folder, config, "float32", cache) != key
     assert model_identity(folder, config.model_copy(update={"normalize": False}), "float32", cache) != key
     assert model_identity(folder, config, "bfloat16", cache) != key
+
+
+def test_a_card_turns_ignore_identical_ids_on(tmp_path: Path, minilm_dir: Path, monkeypatch) -> None:
+    """ArguAna's and Quora's cards carry ignore_identical_ids: true; `tdro eval` on a card follows it."""
+    registry = tmp_path / "registry"
+    (registry / "benchmarks").mkdir(parents=True)
+    (registry / "benchmarks" / "tiny-arg.yaml").write_text(
+        f"name: tiny-arg\npath: {FIXTURE}\nignore_identical_ids: true\n"
+    )
+    monkeypatch.setenv("TDRO_REGISTRY", str(registry))
+    result = _eval(str(minilm_dir), "tiny-arg", "--per-query")
+    assert result["ignore_identical_ids"] is True
+    assert result["per_query"]["arg-homework"]["mrr@10"] == 1.0  # it no longer retrieves itself first

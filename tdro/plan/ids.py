@@ -72,5 +72,7 @@ def dataset_params(card: DatasetCard, fingerprint: str) -> dict[str, Any]:
 
 def benchmark_params(card: BenchmarkCard, fingerprint: str) -> dict[str, Any]:
     params = card.model_dump(mode="json", exclude={"path", "generated_by"})
+    if not card.ignore_identical_ids:  # ids of stages planned before the card field existed still hold
+        del params["ignore_identical_ids"]
     params["fingerprint"] = fingerprint
     return params

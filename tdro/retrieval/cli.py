@@ -28,13 +28,14 @@ class OutputFormat(StrEnum):
 
 
 def _benchmark_source(benchmark: str, split: str | None, instruction: str | None):
-    """(folder, split, instruction, name) from a folder or a benchmark card name."""
+    """(folder, split, instruction, name, ignore_identical_ids of the card) from a folder or a card name."""
     if Path(benchmark).expanduser().is_dir() or "/" in benchmark:
-        return Path(benchmark).expanduser(), split or "test", instruction, Path(benchmark).name
+        return Path(benchmark).expanduser(), split or "test", instruction, Path(benchmark).name, False
     from tdro.spec.registry import Registry
 
     card = Registry.load().benchmark(benchmark)
-    return Path(card.path).expanduser(), split or card.split, instruction or card.instruction, card.name
+    return (Path(card.path).expanduser(), split or card.split, instruction or card.instruction, card.name,
+            card.ignore_identical_ids)
 
 
 @app.command("eval")
@@ -55,7 +56,8 @@ def eval_command(
     batch_size: Annotated[int, typer.Option(min=1, help="Texts per encoding batch.")] = 64,
     chunk_size: Annotated[int, typer.Option(min=1, help="Corpus vectors searched at a time.")] = 100_000,
     ignore_identical_ids: Annotated[
-        bool, typer.Option(help="Never retrieve a document whose id equals the query id (ArguAna, Quora).")
+        bool, typer.Option(help="Never retrieve a document whose id equals the query id (ArguAna, Quora; "
+                                "a benchmark card with ignore_identical_ids: true turns it on too).")
     ] = False,
     instruction: Annotated[
         str | None, typer.Option(help="Query instruction (used with prompt style e5) (default: the card's).")
@@ -125,14 +127,15 @@ def _evaluate(model: str, benchmark: str, *, split, metrics, top_k, batch_size, 
     names = [m for m in metrics.split(",") if m.strip()] if metrics else list(DEFAULT_METRICS)
     parsed = parse_metrics(names, field_name="--metrics")
     given_instruction = instruction
-    folder, split, instruction, name = _benchmark_source(benchmark, split, instruction)
+    folder, split, instruction, name, card_ignores_ids = _benchmark_source(benchmark, split, instruction)
     resolved = resolve_model(model, ModelOptions(**options))
     bench = load_beir(folder, split, name=name)
     if given_instruction and resolved.config.prompt_style is PromptStyle.none:
         typer.echo("note: the instruction is not used: the model's prompt style is none "
                    "(pass --prompt-style e5 to use it)", err=True)
-    settings = SearchSettings(parsed, top_k=top_k, ignore_identical_ids=ignore_identical_ids,
-                              batch_size=batch_size, chunk_size=chunk_size)
+    ignore = ignore_identical_ids or card_ignores_ids
+    settings = SearchSettings(parsed, top_k=top_k, ignore_identical_ids=ignore, batch_size=batch_size,
+                              chunk_size=chunk_size)
     autocast = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else None
     evaluator = Evaluator.load(resolved, settings, cache=EmbeddingCache(cache_dir), autocast_dtype=autocast,
                                show_progress=progress and sys.stderr.isatty())

@@ -137,15 +137,19 @@ class Evaluator:
             self.cache.save(self.model_key, key, vectors)
         return vectors, len(texts)
 
-    def evaluate(self, bench: Benchmark, instruction: str | None = None) -> BenchmarkResult | None:
-        """Encode queries, then encode and search the corpus one chunk of `chunk_size` documents at a time."""
+    def evaluate(self, bench: Benchmark, instruction: str | None = None, *,
+                 ignore_identical_ids: bool | None = None) -> BenchmarkResult | None:
+        """Encode queries, then encode and search the corpus one chunk of `chunk_size` documents at a time.
+
+        `ignore_identical_ids` overrides the settings' for this benchmark (a card may turn it on)."""
         import time
 
         started = time.perf_counter()
         config, s = self.encoder.config, self.settings
         queries = [format_query(q, instruction, config) for q in bench.query_texts]
         q_vectors, q_encoded = self.embed(queries, role="query", max_length=config.query_max_length)
-        exclude = identical_id_positions(bench.query_ids, bench.doc_ids) if s.ignore_identical_ids else None
+        ignore = s.ignore_identical_ids if ignore_identical_ids is None else ignore_identical_ids
+        exclude = identical_id_positions(bench.query_ids, bench.doc_ids) if ignore else None
         top = TopK(q_vectors, s.top_k, exclude=exclude) if q_vectors is not None else None
         d_encoded = 0
         chunks = range(0, bench.num_docs, s.chunk_size)
@@ -162,7 +166,7 @@ class Evaluator:
         result = evaluate_run(bench.qrels, to_run(scores, indices, bench.query_ids, bench.doc_ids), s.metrics)
         return BenchmarkResult(
             benchmark=bench.name, split=bench.split, num_queries=bench.num_queries, num_docs=bench.num_docs,
-            top_k=s.top_k, ignore_identical_ids=s.ignore_identical_ids, metrics=result.mean,
+            top_k=s.top_k, ignore_identical_ids=ignore, metrics=result.mean,
             per_query=result.per_query, encoded={"query": q_encoded, "passage": d_encoded},
             seconds=time.perf_counter() - started,
         )

@@ -96,4 +96,7 @@ class BenchmarkCard(_Card):
     instruction: str | None = None
     language: str = "en"
     group: str | None = None  # e.g. "BEIR", "MIRACL", "CQADupstack": what averages are taken over
+    # a query never retrieves the document with its own id (ArguAna, Quora: BEIR's and MTEB's setting);
+    # on for this benchmark if the card or the spec's evaluate.ignore_identical_ids says so
+    ignore_identical_ids: bool = False
     generated_by: str | None = None

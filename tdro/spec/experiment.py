@@ -130,7 +130,7 @@ class EvaluateSpec(_Section):
     benchmarks: list[str] = Field(default_factory=list)  # benchmark card names
     metrics: list[str] = Field(default_factory=lambda: ["ndcg@10", "recall@100"])
     top_k: int = Field(1000, gt=0)
-    ignore_identical_ids: bool = False
+    ignore_identical_ids: bool = False  # for every benchmark; a card can turn it on for its own (ArguAna)
     batch_size: int = Field(128, gt=0)
     chunk_size: int = Field(100_000, gt=0)  # corpus vectors searched at a time
 

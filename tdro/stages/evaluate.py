@@ -71,7 +71,8 @@ def run(stage: EvaluateStageFile) -> dict | None:
     records = []
     per_query_files = {}
     for card, bench in zip(stage.benchmarks, benches, strict=True):
-        result = evaluator.evaluate(bench, card.instruction)
+        ignore = spec.ignore_identical_ids or card.ignore_identical_ids
+        result = evaluator.evaluate(bench, card.instruction, ignore_identical_ids=ignore)
         if result is not None:
             records.append(result.record())
             per_query_files[card.name] = _write_per_query(stage.output, card.name, result.per_query)
