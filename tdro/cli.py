@@ -121,7 +121,6 @@ except ImportError:  # older typer: plain click
     _vendored_click = None
 _CLICK = [m for m in (click.exceptions, _vendored_click) if m is not None]
 _CLICK_ERRORS = tuple(m.ClickException for m in _CLICK)
-_USAGE_ERRORS = tuple(m.UsageError for m in _CLICK)
 _NO_ARGS_HELP = tuple(m.NoArgsIsHelpError for m in _CLICK if hasattr(m, "NoArgsIsHelpError"))
 _ABORTS = tuple(m.Abort for m in _CLICK if hasattr(m, "Abort"))
 _EXITS = tuple({click.exceptions.Exit, typer.Exit})
@@ -152,10 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     except _NO_ARGS_HELP as exc:  # `tdro` or `tdro data` alone: the help, as click prints it standalone
         print(exc.format_message())
         return USER_ERROR_EXIT_CODE
-    except _USAGE_ERRORS as exc:
-        err_console.print(f"[red]error:[/red] {_usage_line(exc)}", highlight=False, markup=True)
-        return USER_ERROR_EXIT_CODE
-    except _CLICK_ERRORS as exc:
+    except _CLICK_ERRORS as exc:  # usage errors (an unknown option, a missing argument) and the others
         err_console.print(f"[red]error:[/red] {_usage_line(exc)}", highlight=False, markup=True)
         return USER_ERROR_EXIT_CODE
     # Without standalone mode, click returns (not raises) the code of typer.Exit and of Ctrl-C.

@@ -27,15 +27,19 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
-def _benchmark_source(benchmark: str, split: str | None, instruction: str | None):
-    """(folder, split, instruction, name, ignore_identical_ids of the card) from a folder or a card name."""
+def _benchmark_card(benchmark: str, split: str | None, instruction: str | None):
+    """The card of a benchmark card name, or a plain card for a folder; given split and instruction win."""
+    from tdro.spec.cards import BenchmarkCard
+
     if Path(benchmark).expanduser().is_dir() or "/" in benchmark:
-        return Path(benchmark).expanduser(), split or "test", instruction, Path(benchmark).name, False
+        folder = Path(benchmark).expanduser()
+        return BenchmarkCard(name=folder.name, path=str(folder), split=split or "test",
+                             instruction=instruction)
     from tdro.spec.registry import Registry
 
     card = Registry.load().benchmark(benchmark)
-    return (Path(card.path).expanduser(), split or card.split, instruction or card.instruction, card.name,
-            card.ignore_identical_ids)
+    return card.model_copy(update={"path": str(Path(card.path).expanduser()), "split": split or card.split,
+                                   "instruction": instruction or card.instruction})
 
 
 @app.command("eval")
@@ -126,20 +130,19 @@ def _evaluate(model: str, benchmark: str, *, split, metrics, top_k, batch_size, 
 
     names = [m for m in metrics.split(",") if m.strip()] if metrics else list(DEFAULT_METRICS)
     parsed = parse_metrics(names, field_name="--metrics")
-    given_instruction = instruction
-    folder, split, instruction, name, card_ignores_ids = _benchmark_source(benchmark, split, instruction)
+    card = _benchmark_card(benchmark, split, instruction)
     resolved = resolve_model(model, ModelOptions(**options))
-    bench = load_beir(folder, split, name=name)
-    if given_instruction and resolved.config.prompt_style is PromptStyle.none:
+    bench = load_beir(card.path, card.split, name=card.name)
+    if instruction and resolved.config.prompt_style is PromptStyle.none:
         typer.echo("note: the instruction is not used: the model's prompt style is none "
                    "(pass --prompt-style e5 to use it)", err=True)
-    ignore = ignore_identical_ids or card_ignores_ids
+    ignore = card.ignores_identical_ids(ignore_identical_ids)
     settings = SearchSettings(parsed, top_k=top_k, ignore_identical_ids=ignore, batch_size=batch_size,
                               chunk_size=chunk_size)
     autocast = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else None
     evaluator = Evaluator.load(resolved, settings, cache=EmbeddingCache(cache_dir), autocast_dtype=autocast,
                                show_progress=progress and sys.stderr.isatty())
-    result = evaluator.evaluate(bench, instruction)
+    result = evaluator.evaluate(bench, card.instruction)
     assert result is not None  # one process: always the main one
     payload = {"model": resolved.path, "model_config_from": resolved.origin, **result.record(),
                "encoded": result.encoded, "seconds": round(result.seconds, 3)}

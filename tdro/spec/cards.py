@@ -96,7 +96,11 @@ class BenchmarkCard(_Card):
     instruction: str | None = None
     language: str = "en"
     group: str | None = None  # e.g. "BEIR", "MIRACL", "CQADupstack": what averages are taken over
-    # a query never retrieves the document with its own id (ArguAna, Quora: BEIR's and MTEB's setting);
-    # on for this benchmark if the card or the spec's evaluate.ignore_identical_ids says so
+    # a query never retrieves the document with its own id (ArguAna, Quora: BEIR's and MTEB's setting)
     ignore_identical_ids: bool = False
     generated_by: str | None = None
+
+    def ignores_identical_ids(self, everywhere: bool) -> bool:
+        """Whether this benchmark is searched with identical ids left out: the card says so, or the caller
+        asks it of every benchmark (the spec's `evaluate.ignore_identical_ids`, `tdro eval`'s option)."""
+        return everywhere or self.ignore_identical_ids

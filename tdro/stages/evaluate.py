@@ -71,7 +71,7 @@ def run(stage: EvaluateStageFile) -> dict | None:
     records = []
     per_query_files = {}
     for card, bench in zip(stage.benchmarks, benches, strict=True):
-        ignore = spec.ignore_identical_ids or card.ignore_identical_ids
+        ignore = card.ignores_identical_ids(spec.ignore_identical_ids)
         result = evaluator.evaluate(bench, card.instruction, ignore_identical_ids=ignore)
         if result is not None:
             records.append(result.record())
