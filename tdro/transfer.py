@@ -96,8 +96,8 @@ def read_snapshot(path: str | Path, source: WeightSource) -> dict[str, float]:
 
 def resolve_mixture(mixture: Mixture) -> dict[str, float]:
     """Sampling weights of a training stage (summing to 1) from its stage file's `Mixture`."""
-    if (mixture.weights is None) == (mixture.weights_file is None):
-        raise UserError("mixture: give exactly one of weights, weights_file")
+    if (mixture.weights is None) == (mixture.alpha_file is None):
+        raise UserError("mixture: give exactly one of weights, alpha_file")
     if mixture.weights is not None:
         weights = dict(mixture.weights)
     else:

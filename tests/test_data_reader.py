@@ -168,3 +168,26 @@ def test_data_check_command_reports_rows_lengths_and_problems(tmp_path, monkeypa
     result = CliRunner().invoke(app, ["check", str(tmp_path / "nope.jsonl")])
     assert result.exit_code == 2
     assert "no such file or folder" in result.output
+
+
+def test_reader_refuses_data_that_differs_from_its_stage_file(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"query": "q", "positive_passages": [{"text": "p"}]}\n')
+    planned = JsonlReader(path, cache_dir=tmp_path / "idx").fingerprint
+    path.write_text('{"query": "q2", "positive_passages": [{"text": "p"}]}\n')
+    with pytest.raises(UserError, match="changed since the stage was planned"):
+        JsonlReader(path, cache_dir=tmp_path / "idx", expected_fingerprint=planned)
+
+
+def test_reader_and_plan_share_one_fingerprint(tmp_path: Path) -> None:
+    from tdro.data.files import FingerprintCache
+
+    folder = tmp_path / "d"
+    folder.mkdir()
+    for k in range(2):
+        line = json.dumps({"query": f"q{k}", "positive_passages": [{"text": "p"}]})
+        (folder / f"part-{k}.jsonl").write_text(line + "\n")
+    (folder / "part-0.jsonl.bak").write_text("stray\n")
+    reader = JsonlReader(folder, cache_dir=tmp_path / "idx")
+    assert len(reader) == 2
+    assert reader.fingerprint == FingerprintCache(None).dataset_fingerprint(folder)

@@ -16,7 +16,7 @@ import pytest
 
 from tdro.spec.cards import BenchmarkCard, ModelCard, ModelSource
 from tdro.spec.experiment import EvaluateSpec
-from tdro.spec.stage_file import EvaluateStageFile
+from tdro.spec.stage_file import EvaluateStageFile, Upstream
 from tdro.stages import evaluate as evaluate_stage
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_beir"
@@ -36,7 +36,7 @@ def _stage(tmp_path: Path, minilm_dir: Path, name: str, **changes) -> Path:
     )
     stage = EvaluateStageFile(
         stage_id=f"eval-{name}", experiment="test", seed=0, output_dir=str(tmp_path / name), model=card,
-        model_dir=str(minilm_dir), **{**fields, **changes},
+        model_under_test=Upstream(stage_id="minilm", path=str(minilm_dir)), **{**fields, **changes},
     )
     return stage.write()
 

@@ -36,6 +36,7 @@ def test_graph_of_one_arm(spec: Path) -> None:
     assert all(s.status.value == "run" for s in plan.stages)
     assert opt.stage_file.reference_model_dir == str(ref.folder / "model")
     assert train.stage_file.mixture.weights_file == str(opt.folder / "weights.json")
+    assert train.stage_file.mixture.alpha_file.stage_id == opt.id
     assert ref.stage_file.mixture.weights == {"alpha": 1.0, "beta": 1.0, "gamma": 1.0}
     assert ev_train.stage_file.model_dir == str(train.folder / "model")
     assert ref.partial.name == f"reference-{ref.id[:12]}.partial"
@@ -138,11 +139,44 @@ def test_missing_generated_data_is_written_before_fingerprinting(tmp_path: Path)
         ensure_generated([odd], [])
 
 
-def test_benchmark_card_ignore_identical_ids_enters_ids_only_when_on() -> None:
-    from tdro.plan.ids import benchmark_params
-    from tdro.spec.cards import BenchmarkCard
+def test_benchmark_ignore_identical_ids_changes_only_evaluate_ids(spec: Path) -> None:
+    card = spec.parent / "registry" / "benchmarks" / "tiny.yaml"
+    base = ids_by_kind(spec)
+    card.write_text(card.read_text() + "ignore_identical_ids: true\n")
+    assert changed(base, ids_by_kind(spec)) == {"reference": 0, "optimize": 0, "train": 0, "evaluate": 2}
 
-    off = BenchmarkCard(name="b", path="folder")
-    assert "ignore_identical_ids" not in benchmark_params(off, "f")  # ids planned before the field hold
-    on = off.model_copy(update={"ignore_identical_ids": True})
-    assert benchmark_params(on, "f")["ignore_identical_ids"] is True
+
+def test_stray_file_beside_folder_data_keeps_ids(tmp_path: Path) -> None:
+    folder = tmp_path / "data" / "alpha"
+    spec = write_project_with_model_folder(tmp_path)
+    folder.mkdir()
+    (tmp_path / "data" / "alpha.jsonl").rename(folder / "part-0.jsonl")
+    card = tmp_path / "registry" / "datasets" / "alpha.yaml"
+    card.write_text(card.read_text().replace(str(tmp_path / "data" / "alpha.jsonl"), str(folder)))
+    base = ids_by_kind(spec)
+    (folder / "part-0.jsonl.bak").write_text("not data\n")
+    (folder / "old").mkdir()
+    (folder / "old" / "part-0.jsonl").write_text("not data either\n")
+    assert ids_by_kind(spec) == base
+
+
+def test_renamed_data_file_with_the_same_bytes_keeps_ids(spec: Path) -> None:
+    base = ids_by_kind(spec)
+    old = spec.parent / "data" / "beta.jsonl"
+    new = old.rename(old.with_name("beta-renamed.jsonl"))
+    card = spec.parent / "registry" / "datasets" / "beta.yaml"
+    card.write_text(card.read_text().replace(str(old), str(new)))
+    assert ids_by_kind(spec) == base
+
+
+def test_stage_id_is_the_hash_of_the_stage_file_it_runs(spec: Path) -> None:
+    from tdro.spec.identity import stage_id
+
+    for stage in build_plan(load(spec)).stages:
+        assert stage_id(stage.stage_file) == stage.id
+        assert stage.stage_file.output_dir == str(stage.partial)
+
+
+def test_upstream_paths_do_not_count_but_their_ids_do(spec: Path) -> None:
+    opt = next(s for s in build_plan(load(spec)).stages if s.kind.value == "optimize")
+    assert opt.identity["reference_model"] == {"stage_id": opt.inputs[0]}

@@ -11,10 +11,14 @@ from tdro.dro import diagnostics
 from tdro.enums import TransferMode, WeightSource
 from tdro.errors import UserError
 from tdro.spec.experiment import TransferSpec
-from tdro.spec.stage_file import Mixture
+from tdro.spec.stage_file import Mixture, Upstream
 from tdro.transfer import resolve_mixture, top_k_count, transfer
 
 ALPHA = {"a": 0.10, "b": 0.40, "c": 0.05, "d": 0.25, "e": 0.20}
+
+
+def from_alpha(path, transfer_spec: TransferSpec) -> Mixture:
+    return Mixture(alpha_file=Upstream(stage_id="s1", path=str(path)), transfer=transfer_spec)
 
 
 def top(p: float) -> TransferSpec:
@@ -65,26 +69,26 @@ def test_resolve_mixture(tmp_path):
         "ema": {"a": 0.3, "b": 0.3, "c": 0.4},
     }))
     spec = TransferSpec(mode=TransferMode.top_percent, percent=34, source=WeightSource.mean)
-    assert resolve_mixture(Mixture(weights_file=str(weights), transfer=spec)) == {"a": 1.0}
+    assert resolve_mixture(from_alpha(weights, spec)) == {"a": 1.0}
     spec = TransferSpec(mode=TransferMode.top_percent, percent=70)  # curr, k=2
-    assert resolve_mixture(Mixture(weights_file=str(weights), transfer=spec)) == {"b": 0.5, "c": 0.5}
+    assert resolve_mixture(from_alpha(weights, spec)) == {"b": 0.5, "c": 0.5}
     rew = TransferSpec(mode=TransferMode.reweight, source=WeightSource.ema)
-    assert resolve_mixture(Mixture(weights_file=str(weights), transfer=rew)) == {"a": 0.3, "b": 0.3, "c": 0.4}
+    assert resolve_mixture(from_alpha(weights, rew)) == {"a": 0.3, "b": 0.3, "c": 0.4}
 
 
 def test_resolve_mixture_errors(tmp_path):
     with pytest.raises(UserError, match="not found"):
-        resolve_mixture(Mixture(weights_file=str(tmp_path / "nope.json"), transfer=top(70)))
+        resolve_mixture(from_alpha(tmp_path / "nope.json", top(70)))
     bad = tmp_path / "bad.json"
     bad.write_text('{\n  "curr": {"a": 0.5,}\n}')
     with pytest.raises(UserError) as err:
-        resolve_mixture(Mixture(weights_file=str(bad), transfer=top(70)))
+        resolve_mixture(from_alpha(bad, top(70)))
     assert f"{bad}:2:" in str(err.value) and len(err.value.problems) == 1
     only_curr = tmp_path / "curr.json"
     only_curr.write_text(json.dumps({"curr": {"a": 1.0}}))
     with pytest.raises(UserError, match="no 'ema' weights"):
-        resolve_mixture(Mixture(weights_file=str(only_curr),
-                                transfer=TransferSpec(mode=TransferMode.reweight, source=WeightSource.ema)))
+        resolve_mixture(from_alpha(only_curr,
+                                TransferSpec(mode=TransferMode.reweight, source=WeightSource.ema)))
     with pytest.raises(UserError, match="exactly one"):
         resolve_mixture(Mixture())
 

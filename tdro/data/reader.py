@@ -9,9 +9,10 @@ Rows are read with `os.pread` on demand; the file is never held in memory.
 
 Blank lines are not rows. A bad line (invalid JSON, missing field, no positives, wrong types, empty
 query) raises `UserError("file:line: reason")` unless `skip_bad_lines`, in which case it is left out
-and listed in `.skipped`. `.fingerprint` is a SHA-256 over the bytes of every file (plus, for a folder,
-each file's name inside it): it changes exactly when the data changes, not with the path, the mtime or
-`skip_bad_lines`.
+and listed in `.skipped`. Which files a dataset is and its `.fingerprint` follow `tdro.data.files`, the
+rule the plan uses for stage ids: it changes exactly when the data changes, not with the path, a file's
+name, the mtime or `skip_bad_lines`. Given `expected_fingerprint` (the stage file's), a reader whose data
+differs refuses to open: a stage never trains on data other than the data its id was computed from.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tdro.data.files import dataset_files, fingerprint
 from tdro.data.records import BadLine, QueryGroup, decode_group
 from tdro.errors import UserError
 
@@ -159,10 +161,10 @@ class JsonlReader:
     """A training dataset: `len(reader)`, `reader[i] -> QueryGroup`, `.skipped`, `.fingerprint`."""
 
     def __init__(self, path: str | Path, *, skip_bad_lines: bool = False,
-                 cache_dir: str | Path | None = None) -> None:
+                 cache_dir: str | Path | None = None, expected_fingerprint: str | None = None) -> None:
         self.path = Path(path)
         self.skip_bad_lines = skip_bad_lines
-        self.files = _data_files(self.path)
+        self.files = dataset_files(self.path)
         index_dir = Path(cache_dir) if cache_dir is not None else default_index_dir()
         index_dir.mkdir(parents=True, exist_ok=True)
         self.built_files: list[Path] = []  # files whose index this open had to build (not cached)
@@ -175,6 +177,10 @@ class JsonlReader:
                 _store(cache_file, index)
                 self.built_files.append(file)
             self._indexes.append(index)
+        self.fingerprint = fingerprint([ix.sha256 for ix in self._indexes])
+        if expected_fingerprint is not None and self.fingerprint != expected_fingerprint:
+            raise UserError(f"{self.path}: the data changed since the stage was planned (fingerprint "
+                            f"{self.fingerprint[:12]}, planned {expected_fingerprint[:12]}); plan again")
         self.skipped: list[str] = [msg for ix in self._indexes for msg in ix.bad]
         if self.skipped and not skip_bad_lines:
             more = len(self.skipped) - 1
@@ -182,16 +188,8 @@ class JsonlReader:
             raise UserError(self.skipped[0], f"{hint}fix them or set data.skip_bad_lines: true to skip them")
         self._cum = np.cumsum([len(ix.starts) for ix in self._indexes], dtype=np.int64)
         self._bounds = self._cum.tolist()  # rows before the end of each file, for bisect
-        self.fingerprint = self._fingerprint()
         self._fds: dict[int, int] = {}
         self._pid = os.getpid()
-
-    def _fingerprint(self) -> str:
-        h = hashlib.sha256(b"tdro-jsonl-v1\n")
-        for file, ix in zip(self.files, self._indexes, strict=True):
-            name = "" if file == self.path else file.relative_to(self.path).as_posix()
-            h.update(f"{name}\n{ix.sha256}\n".encode())
-        return h.hexdigest()
 
     def __len__(self) -> int:
         return int(self._cum[-1]) if self._cum.size else 0
@@ -239,14 +237,3 @@ class JsonlReader:
         state = self.__dict__.copy()
         state["_fds"] = {}
         return state
-
-
-def _data_files(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted(p for p in path.glob("*.jsonl") if p.is_file())
-        if not files:
-            raise UserError(f"{path}: folder holds no *.jsonl files")
-        return files
-    raise UserError(f"{path}: no such file or folder")

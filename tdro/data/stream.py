@@ -9,7 +9,7 @@ with the same arguments continues the exact sequence (datasets, rows, negatives 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from tdro.data.collator import TrainBatch, TrainCollator
 from tdro.data.examples import build_example, example_rng
@@ -24,14 +24,17 @@ from tdro.spec.cards import DatasetCard
 class TrainingStream:
     def __init__(self, cards: list[DatasetCard], weights: Sequence[float], *, mode: MixtureMode,
                  batch_size: int, passages_per_query: int, seed: int, config: RetrieverConfig, tokenizer,
-                 num_processes: int = 1, process_index: int = 0, skip_bad_lines: bool = False) -> None:
+                 num_processes: int = 1, process_index: int = 0, skip_bad_lines: bool = False,
+                 fingerprints: Mapping[str, str] | None = None) -> None:
         if len(cards) != len(weights):
             raise ValueError(f"{len(cards)} datasets but {len(weights)} weights")
         if batch_size % num_processes:
             raise UserError(f"batch_size {batch_size} is not divisible by the {num_processes} processes")
         self.cards = list(cards)
         self.names = [c.name for c in self.cards]
-        self.readers = [JsonlReader(c.resolved_path, skip_bad_lines=skip_bad_lines) for c in self.cards]
+        planned = fingerprints or {}  # the stage file's: a reader whose data differs refuses to open
+        self.readers = [JsonlReader(c.resolved_path, skip_bad_lines=skip_bad_lines,
+                                    expected_fingerprint=planned.get(c.name)) for c in self.cards]
         self.skipped: list[list[str]] = [r.skipped for r in self.readers]
         self.sampler = MixtureSampler(
             [len(r) for r in self.readers], weights, mode, batch_size, seed, num_processes, process_index

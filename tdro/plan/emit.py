@@ -125,7 +125,7 @@ def emit(plan: Plan, folder: str | Path, *, cwd: Path | None = None) -> Emitted:
     out = Path(folder).expanduser().resolve()
     (out / "slurm").mkdir(parents=True, exist_ok=True)
     cwd = (cwd or Path.cwd()).resolve()
-    todo = [s for s in plan.ordered() if s.status is Status.run]
+    todo = [s for s in plan.stages if s.status is Status.run]
     shell: list[Path] = []
     slurm: list[Path] = []
     submit = ["#!/usr/bin/env bash", f"# tdro experiment {plan.experiment}: submit in graph order",

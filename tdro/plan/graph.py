@@ -1,6 +1,11 @@
 """The stage graph of an experiment: per arm, reference -> optimize -> train (one per transfer), and an
 evaluate stage for the reference model and every trained model; equal stages are shared between arms.
 
+Each stage is built once, as the stage file its job receives; its id is that file's hash
+(`tdro.spec.identity`), and its inputs are the `Upstream` references inside it. So what is hashed and
+what runs cannot drift apart, and a new stage-file field counts toward the id unless the model marks it
+run-only.
+
 A `uniform` transfer trains exactly the reference configuration, so it reuses the reference stage (and
 its evaluation) instead of a duplicate; the catalog links it to the arm under transfer `uniform`.
 A stage is `cached` iff its complete folder `<runs_dir>/<kind>-<id12>/result.json` exists.
@@ -11,27 +16,29 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from tdro.catalog.ingest import ArmRecord, DatasetRecord, StageLink
+from tdro.data.demo import write_demo_collection
+from tdro.data.files import FINGERPRINT_CACHE_FILE, FingerprintCache
 from tdro.enums import StageKind, TrackingMode, TransferMode
-from tdro.plan import ids
-from tdro.plan.fingerprint import (
-    CACHE_FILE,
-    FingerprintCache,
-    benchmark_fingerprint,
-    dataset_fingerprint,
-    model_identity,
-)
+from tdro.errors import UserError
+from tdro.plan.fingerprint import benchmark_fingerprint, dataset_fingerprint, model_identity
 from tdro.spec.cards import BenchmarkCard, DatasetCard, ModelCard
-from tdro.spec.experiment import ExperimentSpec, ResourcesSpec, TrackingSpec
+from tdro.spec.experiment import ResourcesSpec, TrackingSpec
+from tdro.spec.identity import stage_id
+from tdro.spec.load import Arm, Experiment
 from tdro.spec.stage_file import (
+    MODEL_DIR,
     RESULT_FILE,
     EvaluateStageFile,
     Mixture,
     OptimizeStageFile,
+    StageFileT,
     TrainStageFile,
+    Upstream,
 )
+from tdro.weights_file import WEIGHTS_FILE
 
 BASELINE = "baseline"
 EMBEDDING_CACHE = ".embedding_cache"
@@ -44,51 +51,38 @@ class Status(StrEnum):
     run = "run"
 
 
-class ArmLike(Protocol):
-    """What the planner reads of `tdro.spec.load.Arm`."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def assignments(self) -> dict[str, Any]: ...
-    @property
-    def spec(self) -> ExperimentSpec: ...
-    @property
-    def model(self) -> ModelCard: ...
-    @property
-    def datasets(self) -> list[DatasetCard]: ...
-    @property
-    def benchmarks(self) -> list[BenchmarkCard]: ...
-
-
-class ExperimentLike(Protocol):
-    """What the planner reads of `tdro.spec.load.Experiment`."""
-
-    @property
-    def spec(self) -> ExperimentSpec: ...
-    @property
-    def path(self) -> Path: ...
-    @property
-    def resolved(self) -> dict[str, Any]: ...
-    @property
-    def arms(self) -> list[Any]: ...  # list[ArmLike]
-
-
-StageFileT = TrainStageFile | OptimizeStageFile | EvaluateStageFile
-
-
 @dataclass
 class Stage:
-    id: str
-    kind: StageKind
-    inputs: list[str]
-    identity: dict[str, Any]  # exactly what was hashed into the id
-    stage_file: StageFileT  # output_dir is the partial folder
-    resources: ResourcesSpec
+    stage_file: StageFileT  # what the job receives; its id and output_dir (the partial folder) filled in
     runs_dir: Path
     arms: list[str] = field(default_factory=list)
     links: list[StageLink] = field(default_factory=list)
-    dataset_fingerprints: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.stage_file.stage_id
+
+    @property
+    def kind(self) -> StageKind:
+        return StageKind(self.stage_file.kind)
+
+    @property
+    def inputs(self) -> list[str]:
+        """The ids of the stages this one reads."""
+        return [upstream.stage_id for upstream in self.stage_file.upstream]
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """Exactly what was hashed into the id."""
+        return self.stage_file.identity()
+
+    @property
+    def resources(self) -> ResourcesSpec:
+        return self.stage_file.resources
+
+    @property
+    def dataset_fingerprints(self) -> dict[str, str]:
+        return dict(getattr(self.stage_file, "dataset_fingerprints", {}))
 
     @property
     def id12(self) -> str:
@@ -110,6 +104,10 @@ class Stage:
     def status(self) -> Status:
         return Status.cached if (self.folder / RESULT_FILE).is_file() else Status.run
 
+    def output(self, name: str) -> Upstream:
+        """A reference to file or folder `name` of this stage's output, for a downstream stage file."""
+        return Upstream(stage_id=self.id, path=str(self.folder / name))
+
     def add_link(self, link: StageLink) -> None:
         if link.arm not in self.arms:
             self.arms.append(link.arm)
@@ -129,9 +127,6 @@ class Plan:
     datasets: list[DatasetRecord]
     stages: list[Stage]  # graph order: every stage after its inputs
 
-    def ordered(self) -> list[Stage]:
-        return list(self.stages)
-
     def stage(self, stage_id: str) -> Stage:
         return next(s for s in self.stages if s.id == stage_id)
 
@@ -150,13 +145,9 @@ def ensure_generated(datasets: list[DatasetCard], benchmarks: list[BenchmarkCard
         if c.generated_by not in (None, "demo") and not Path(c.path).expanduser().exists()
     ]
     if unknown:
-        from tdro.errors import UserError
-
         raise UserError(*(f"card {name}: generated_by: unknown generator and the path is missing"
                           for name in unknown))
     for root in sorted(roots):
-        from tdro.data.demo import write_demo_collection  # pure Python, no torch
-
         write_demo_collection(root)
 
 
@@ -164,61 +155,51 @@ class _Builder:
     def __init__(self, runs_dir: Path, experiment: str) -> None:
         self.runs_dir = runs_dir
         self.experiment = experiment
-        self.cache = FingerprintCache(runs_dir / CACHE_FILE)
+        self.cache = FingerprintCache(runs_dir / FINGERPRINT_CACHE_FILE)
         self.stages: dict[str, Stage] = {}
         self.datasets: dict[tuple[str, str], DatasetRecord] = {}
-        self._model_ids: dict[str, str] = {}
+        self._model_weights: dict[str, str] = {}
 
-    def _add(self, stage: Stage) -> Stage:
-        return self.stages.setdefault(stage.id, stage)
-
-    def _partial(self, kind: StageKind, stage_id: str) -> str:
-        return str(self.runs_dir / f"{kind.value}-{stage_id[:12]}.partial")
-
-    def model_identity(self, card: ModelCard) -> str:
+    def model_weights(self, card: ModelCard) -> str:
         key = card.source.model_dump_json()
-        if key not in self._model_ids:
-            self._model_ids[key] = model_identity(card.source)
-        return self._model_ids[key]
+        if key not in self._model_weights:
+            self._model_weights[key] = model_identity(card.source)
+        return self._model_weights[key]
 
-    def arm(self, arm: ArmLike) -> None:
+    def make(self, stage_file: StageFileT) -> Stage:
+        """The stage of this stage file: its id is the file's hash; an equal stage is shared."""
+        sid = stage_id(stage_file)
+        if sid not in self.stages:
+            partial = self.runs_dir / f"{stage_file.kind}-{sid[:12]}.partial"
+            job_file = stage_file.model_copy(update={"stage_id": sid, "output_dir": str(partial)})
+            self.stages[sid] = Stage(job_file, self.runs_dir)
+        return self.stages[sid]
+
+    def arm(self, arm: Arm) -> None:
         spec = arm.spec
-        resolved = spec.model_dump(mode="json")
         fingerprints = {card.name: dataset_fingerprint(card, self.cache) for card in arm.datasets}
         for card in arm.datasets:
             record = DatasetRecord(card.name, fingerprints[card.name], str(card.resolved_path), card.language,
                                    card.category, card.symmetric)
             self.datasets.setdefault((card.name, record.fingerprint), record)
-        model = ids.model_params(arm.model, self.model_identity(arm.model))
-        data_ids = [ids.dataset_params(card, fingerprints[card.name]) for card in arm.datasets]
-        common = {"seed": spec.seed, "model": model, "datasets": data_ids, "data": ids.data_params(spec.data)}
-        base = {
-            "experiment": self.experiment, "seed": spec.seed, "model": arm.model, "resources": spec.resources,
-            "tracking": JOB_TRACKING, "tracking_config": resolved,
+        common: dict[str, Any] = {
+            "experiment": self.experiment, "seed": spec.seed, "model": arm.model,
+            "model_weights": self.model_weights(arm.model), "resources": spec.resources,
+            "tracking": JOB_TRACKING, "tracking_config": spec.model_dump(mode="json"),
         }
+        training = {**common, "datasets": arm.datasets, "dataset_fingerprints": fingerprints,
+                    "data": spec.data}
         measure = spec.dro.measure.value
 
-        def make(kind: StageKind, params: dict[str, Any], inputs: list[str], build) -> Stage:
-            sid = ids.stage_id(kind.value, params, inputs)
-            if sid in self.stages:
-                return self.stages[sid]
-            stage_file = build(sid, self._partial(kind, sid))
-            return self._add(Stage(sid, kind, inputs, params, stage_file, spec.resources, self.runs_dir,
-                                   dataset_fingerprints=dict(fingerprints)))
-
         uniform = {card.name: 1.0 for card in arm.datasets}
-        ref_params = {**common, "train": ids.train_params(spec.train), "mixture": {"weights": uniform}}
-        reference = make(StageKind.reference, ref_params, [], lambda sid, out: TrainStageFile(
-            **base, stage_id=sid, output_dir=out, kind="reference", datasets=arm.datasets,
-            mixture=Mixture(weights=uniform), train=spec.train, data=spec.data,
+        reference = self.make(TrainStageFile(
+            **training, kind="reference", mixture=Mixture(weights=uniform), train=spec.train,
         ))
         reference.add_link(StageLink(reference.id, arm.name, None, BASELINE))
         model_stages: list[tuple[Stage, str, str | None]] = [(reference, BASELINE, None)]
 
-        opt_params = {**common, "dro": ids.dro_params(spec.dro), "initial_weights": uniform}
-        optimize = make(StageKind.optimize, opt_params, [reference.id], lambda sid, out: OptimizeStageFile(
-            **base, stage_id=sid, output_dir=out, datasets=arm.datasets, initial_weights=uniform,
-            reference_model_dir=str(reference.folder / "model"), dro=spec.dro, data=spec.data,
+        optimize = self.make(OptimizeStageFile(
+            **training, initial_weights=uniform, reference_model=reference.output(MODEL_DIR), dro=spec.dro,
         ))
         optimize.add_link(StageLink(optimize.id, arm.name, measure, None))
 
@@ -227,38 +208,27 @@ class _Builder:
                 reference.add_link(StageLink(reference.id, arm.name, None, transfer.label))
                 model_stages.append((reference, transfer.label, None))
                 continue
-            weights_file = str(optimize.folder / "weights.json")
-            params = {**common, "train": ids.train_params(spec.train),
-                      "mixture": {"transfer": ids.transfer_params(transfer)}}
-            trained = make(
-                StageKind.train, params, [optimize.id],
-                lambda sid, out, t=transfer, w=weights_file: TrainStageFile(
-                    **base, stage_id=sid, output_dir=out, kind="train", datasets=arm.datasets,
-                    mixture=Mixture(weights_file=w, transfer=t), train=spec.train, data=spec.data,
-                ),
-            )
+            trained = self.make(TrainStageFile(
+                **training, kind="train", train=spec.train,
+                mixture=Mixture(alpha_file=optimize.output(WEIGHTS_FILE), transfer=transfer),
+            ))
             trained.add_link(StageLink(trained.id, arm.name, measure, transfer.label))
             model_stages.append((trained, transfer.label, measure))
 
         if not arm.benchmarks:
             return
-        bench_ids = [
-            ids.benchmark_params(card, benchmark_fingerprint(card, self.cache)) for card in arm.benchmarks
-        ]
-        eval_params = {"evaluate": ids.evaluate_params(spec.evaluate), "benchmarks": bench_ids}
+        evaluation = {
+            **common, "benchmarks": arm.benchmarks, "evaluate": spec.evaluate,
+            "benchmark_fingerprints": {c.name: benchmark_fingerprint(c, self.cache) for c in arm.benchmarks},
+            "cache_dir": str(self.runs_dir / EMBEDDING_CACHE),
+        }
         for model_stage, transfer_label, model_measure in model_stages:
-            evaluate = make(
-                StageKind.evaluate, eval_params, [model_stage.id],
-                lambda sid, out, m=model_stage: EvaluateStageFile(
-                    **base, stage_id=sid, output_dir=out, model_dir=str(m.folder / "model"),
-                    benchmarks=arm.benchmarks, evaluate=spec.evaluate,
-                    cache_dir=str(self.runs_dir / EMBEDDING_CACHE),
-                ),
-            )
+            model_under_test = model_stage.output(MODEL_DIR)
+            evaluate = self.make(EvaluateStageFile(**evaluation, model_under_test=model_under_test))
             evaluate.add_link(StageLink(evaluate.id, arm.name, model_measure, transfer_label))
 
 
-def build_plan(experiment: ExperimentLike, *, catalog: str | Path | None = None) -> Plan:
+def build_plan(experiment: Experiment, *, catalog: str | Path | None = None) -> Plan:
     """The stage graph of every arm, shared stages merged, in an order where inputs come first."""
     spec = experiment.spec
     runs_dir = Path(spec.output.runs_dir).expanduser().resolve()

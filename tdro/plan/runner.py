@@ -197,7 +197,7 @@ class Runner:
                 links=plan.links(), datasets=plan.datasets,
             )
             known = cat.complete_stage_ids(con)
-        for stage in plan.ordered():
+        for stage in plan.stages:
             if stage.id not in known and stage.status is Status.cached:
                 try:
                     self._ingest(stage, started=None, finished=None)
@@ -270,7 +270,7 @@ class Runner:
 
     def run(self) -> RunReport:
         plan = self.plan
-        if any(s.resources.machines > 1 for s in plan.ordered() if s.status is Status.run):
+        if any(s.resources.machines > 1 for s in plan.stages if s.status is Status.run):
             raise UserError("resources.machines > 1: a multi-machine experiment runs through "
                             "`tdro plan SPEC --emit DIR` (Slurm scripts), not here")
         self.register()
@@ -286,7 +286,7 @@ class Runner:
         for sig in previous:
             signal.signal(sig, stop)
         try:
-            for stage in plan.ordered():
+            for stage in plan.stages:
                 blocked = [i for i in stage.inputs if outcomes.get(i) and outcomes[i].outcome in
                            (Outcome.failed, Outcome.skipped)]
                 if stage.id in self.ingest_failures:

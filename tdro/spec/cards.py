@@ -7,11 +7,13 @@ interpolation such as `${oc.env:TDRO_DATA,data}` so that users set their data ro
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tdro.enums import DataFormat, DType, EosHandling, PaddingSide, Pooling, PromptStyle
 from tdro.modeling.config import RetrieverConfig
+from tdro.spec.identity import RUN_ONLY
 
 
 class _Card(BaseModel):
@@ -19,16 +21,17 @@ class _Card(BaseModel):
 
 
 class DatasetCard(_Card):
-    name: str
-    path: str  # a JSONL file, or a folder of JSONL files read as one dataset
+    name: str  # keys the mixture and alpha, so it counts toward stage ids
+    path: Annotated[str, RUN_ONLY]  # a JSONL file, or a folder of JSONL files read as one dataset
     format: DataFormat = DataFormat.jsonl
     language: str = "en"
     category: str = "general"
     symmetric: bool = False
     instructions: list[str] = Field(min_length=1)
-    size: int | None = Field(None, gt=0)  # informational (the reference's `size`); the reader counts rows
+    # informational (the reference code's `size`); the reader counts rows
+    size: Annotated[int | None, RUN_ONLY] = Field(None, gt=0)
     # Name of the generator that can (re)create this dataset, e.g. "demo"; a missing path is then fine.
-    generated_by: str | None = None
+    generated_by: Annotated[str | None, RUN_ONLY] = None
 
     @property
     def resolved_path(self) -> Path:
@@ -59,8 +62,9 @@ class ModelSource(_Card):
 
 
 class ModelCard(_Card):
-    name: str
-    source: ModelSource
+    name: Annotated[str, RUN_ONLY]  # a label
+    # where the weights are; stage files carry what identifies them instead (`model_weights`)
+    source: Annotated[ModelSource, RUN_ONLY]
     pooling: Pooling
     normalize: bool = True
     query_max_length: int = Field(128, gt=0)
@@ -91,14 +95,14 @@ class ModelCard(_Card):
 
 class BenchmarkCard(_Card):
     name: str
-    path: str  # a BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv
+    path: Annotated[str, RUN_ONLY]  # a BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv
     split: str = "test"
     instruction: str | None = None
     language: str = "en"
     group: str | None = None  # e.g. "BEIR", "MIRACL", "CQADupstack": what averages are taken over
     # a query never retrieves the document with its own id (ArguAna, Quora: BEIR's and MTEB's setting)
     ignore_identical_ids: bool = False
-    generated_by: str | None = None
+    generated_by: Annotated[str | None, RUN_ONLY] = None
 
     def ignores_identical_ids(self, everywhere: bool) -> bool:
         """Whether this benchmark is searched with identical ids left out: the card says so, or the caller

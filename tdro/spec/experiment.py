@@ -9,7 +9,7 @@ clipping at 1, re-centring on every update, EMA 0.1.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -25,6 +25,7 @@ from tdro.enums import (
     WeightSource,
 )
 from tdro.spec.cards import ModelCard
+from tdro.spec.identity import RUN_ONLY
 
 METRIC_PATTERN = re.compile(r"^(ndcg|recall|mrr|map|precision)@(\d+)$")
 
@@ -60,7 +61,7 @@ class TrainSpec(OptimizerSpec):
     cross_device_negatives: bool = True
     gradient_accumulation: int = Field(1, ge=1)
     chunk_size: int | None = Field(None, gt=0)  # GradCache-style chunked encoding; None: whole batch
-    checkpoint_every: int = Field(100, gt=0)
+    checkpoint_every: Annotated[int, RUN_ONLY] = Field(100, gt=0)
     loss: LossSpec = LossSpec()
 
     @model_validator(mode="after")
@@ -91,13 +92,19 @@ class DroSpec(OptimizerSpec):
     max_alpha_grad_norm: float | None = Field(1.0, gt=0)  # clipping of the alpha gradient
     normalize_on_update: bool = True
     ema: float = Field(0.1, gt=0, le=1)
-    checkpoint_every: int = Field(100, gt=0)
+    checkpoint_every: Annotated[int, RUN_ONLY] = Field(100, gt=0)
 
     @model_validator(mode="after")
     def _divisible(self) -> DroSpec:
         if self.batch_size % self.gradient_accumulation:
             raise ValueError("batch_size must be divisible by gradient_accumulation")
         return self
+
+    def inert_fields(self) -> set[str]:
+        """Fields that cannot act under the other values: left out of stage ids (tdro.spec.identity)."""
+        if self.measure is Measure.loss_over_ref and self.ratio is RatioMode.per_sample_l1:
+            return set()
+        return {"ref_floor_batch"}  # the floor acts only on the per-sample ratio
 
 
 class TransferSpec(_Section):
@@ -131,8 +138,8 @@ class EvaluateSpec(_Section):
     metrics: list[str] = Field(default_factory=lambda: ["ndcg@10", "recall@100"])
     top_k: int = Field(1000, gt=0)
     ignore_identical_ids: bool = False  # for every benchmark; a card can turn it on for its own (ArguAna)
-    batch_size: int = Field(128, gt=0)
-    chunk_size: int = Field(100_000, gt=0)  # corpus vectors searched at a time
+    batch_size: Annotated[int, RUN_ONLY] = Field(128, gt=0)
+    chunk_size: Annotated[int, RUN_ONLY] = Field(100_000, gt=0)  # corpus vectors searched at a time
 
     @field_validator("metrics")
     @classmethod

@@ -3,6 +3,12 @@
 The runner writes `<stage dir>/stage.json`; `accelerate launch -m tdro.stages.<kind> STAGE_FILE` reads
 it. This is the only way the work plane learns about the control plane. Paths are absolute.
 
+The stage file is also the stage's identity: `tdro.spec.identity.stage_id(file)` hashes it, minus the
+fields marked run-only here (`Annotated[..., RUN_ONLY]`). Edges of the stage graph are `Upstream` values
+inside the file (the stage-0 model of stage 1, the alpha file of stage 2, the model under evaluation):
+their stage ids count, their paths do not. Input content enters as fingerprints (`dataset_fingerprints`,
+`benchmark_fingerprints`, `model_weights`), which replace the paths and sources that are run-only.
+
 Stage outputs, all in `output_dir` (the runner launches into `runs/<kind>-<id12>.partial/` and renames it
 to `runs/<kind>-<id12>/` once `result.json` exists and the job exited 0). Jobs never open the catalog.
 Every `result.json` holds at least `{"kind", "stage_id", "status": "complete", "wall_seconds"}`; paths
@@ -29,7 +35,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from tdro.spec.cards import BenchmarkCard, DatasetCard, ModelCard
 from tdro.spec.experiment import (
@@ -41,36 +47,61 @@ from tdro.spec.experiment import (
     TrainSpec,
     TransferSpec,
 )
+from tdro.spec.identity import RUN_ONLY, identity
 
 STAGE_FILE = "stage.json"
 RESULT_FILE = "result.json"
+MODEL_DIR = "model"  # a training stage's retriever folder, inside its stage folder
+
+
+class Upstream(BaseModel):
+    """A file or folder that another stage writes: an edge of the stage graph."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stage_id: str
+    path: Annotated[str, RUN_ONLY]  # absolute; where that stage's output lies on this machine
 
 
 class Mixture(BaseModel):
-    """Sampling weights of a training stage: explicit, or derived from a stage-1 weights file."""
+    """Sampling weights of a training stage: explicit, or derived from stage 1's alpha file."""
 
     model_config = ConfigDict(extra="forbid")
 
     weights: dict[str, float] | None = None  # dataset name -> weight (need not sum to 1)
-    weights_file: str | None = None  # a stage-1 `weights.json`
+    alpha_file: Upstream | None = None  # a stage-1 `weights.json`
     transfer: TransferSpec | None = None
+
+    @property
+    def weights_file(self) -> str | None:
+        return self.alpha_file.path if self.alpha_file else None
 
 
 class _StageFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    stage_id: str
-    experiment: str
+    stage_id: Annotated[str, RUN_ONLY] = ""  # filled in once the id is known (it is this file's hash)
+    experiment: Annotated[str, RUN_ONLY]  # stages are shared across experiments
     seed: int
-    output_dir: str
+    output_dir: Annotated[str, RUN_ONLY] = ""
     model: ModelCard  # the base model (for evaluate: the card of the model under test, if any)
-    resources: ResourcesSpec = ResourcesSpec()
-    tracking: TrackingSpec = TrackingSpec(mode="disabled")
-    tracking_config: dict = Field(default_factory=dict)  # the resolved spec, for W&B config
+    model_weights: str | None = None  # what identifies the base model's weights (plan/fingerprint.py)
+    resources: Annotated[ResourcesSpec, RUN_ONLY] = ResourcesSpec()
+    tracking: Annotated[TrackingSpec, RUN_ONLY] = TrackingSpec(mode="disabled")
+    tracking_config: Annotated[dict, RUN_ONLY] = Field(default_factory=dict)  # the resolved spec, for W&B
 
     @property
     def output(self) -> Path:
         return Path(self.output_dir)
+
+    @property
+    def upstream(self) -> list[Upstream]:
+        """The stages this one reads, in field order."""
+        return [value for value in _walk(self) if isinstance(value, Upstream)]
+
+    def identity(self) -> dict:
+        """Exactly what the stage id hashes."""
+        return identity(self)
 
     def write(self, path: str | Path | None = None) -> Path:
         target = Path(path) if path else self.output / STAGE_FILE
@@ -79,37 +110,58 @@ class _StageFile(BaseModel):
         return target
 
 
-class TrainStageFile(_StageFile):
-    kind: Literal["reference", "train"]
+class _TrainingStageFile(_StageFile):
     datasets: list[DatasetCard]
+    dataset_fingerprints: dict[str, str] = Field(default_factory=dict)  # name -> tdro.data.files fingerprint
+    data: DataSpec = DataSpec()
+
+
+class TrainStageFile(_TrainingStageFile):
+    kind: Literal["reference", "train"]
     mixture: Mixture
     train: TrainSpec
-    data: DataSpec = DataSpec()
 
 
-class OptimizeStageFile(_StageFile):
+class OptimizeStageFile(_TrainingStageFile):
     kind: Literal["optimize"] = "optimize"
-    datasets: list[DatasetCard]
     initial_weights: dict[str, float]
-    reference_model_dir: str | None  # stage-0 model folder; None only for measure `loss`
+    reference_model: Upstream | None  # the stage-0 model folder; None only for measure `loss`
     dro: DroSpec
-    data: DataSpec = DataSpec()
+
+    @property
+    def reference_model_dir(self) -> str | None:
+        return self.reference_model.path if self.reference_model else None
 
 
 class EvaluateStageFile(_StageFile):
     kind: Literal["evaluate"] = "evaluate"
-    model_dir: str  # a retriever folder (tdro-saved, or plain HF / sentence-transformers)
+    model_under_test: Upstream  # a retriever folder (tdro-saved, or plain HF / sentence-transformers)
     benchmarks: list[BenchmarkCard]
+    benchmark_fingerprints: dict[str, str] = Field(default_factory=dict)  # name -> content hash
     evaluate: EvaluateSpec
-    cache_dir: str | None = None  # embedding cache shared across stages
+    cache_dir: Annotated[str | None, RUN_ONLY] = None  # embedding cache shared across stages
+
+    @property
+    def model_dir(self) -> str:
+        return self.model_under_test.path
 
 
-StageFile = Annotated[
-    TrainStageFile | OptimizeStageFile | EvaluateStageFile, Field(discriminator="kind")
-]
+StageFileT = TrainStageFile | OptimizeStageFile | EvaluateStageFile
+StageFile = Annotated[StageFileT, Field(discriminator="kind")]
 
 
-def read_stage_file(path: str | Path) -> TrainStageFile | OptimizeStageFile | EvaluateStageFile:
-    from pydantic import TypeAdapter
-
+def read_stage_file(path: str | Path) -> StageFileT:
     return TypeAdapter(StageFile).validate_json(Path(path).read_text())
+
+
+def _walk(value: object):
+    if isinstance(value, BaseModel):
+        yield value
+        for name in type(value).model_fields:
+            yield from _walk(getattr(value, name))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _walk(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _walk(item)
