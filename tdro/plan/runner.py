@@ -5,12 +5,14 @@ an accelerate config for FSDP/DeepSpeed) into `<name>.partial/`, launch with std
 `stage.log` there (earlier attempts' logs are kept as `stage.log.1`, `.2`, ...), rename the folder to
 `<name>/` when the job exits 0 with a complete `result.json`, ingest it in one catalog transaction, then
 log it to W&B. A failed stage skips its dependants; the others go on. A kept partial folder holds the
-checkpoints the next attempt resumes from. SIGTERM/SIGINT stop the running job's process group first.
+checkpoints the next attempt resumes from. SIGTERM/SIGINT stop the running job's process group first;
+a job also gets SIGTERM when its runner dies (even by SIGKILL), and holds the stage's lock while it lives.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import json
 import os
@@ -49,8 +51,24 @@ LOG_FILE = "stage.log"
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
-def _unblock_stop_signals() -> None:
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(runner_pid: int) -> None:
+    """In the job, before exec: SIGTERM when the runner dies, however it dies (Linux only)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != runner_pid:  # the runner died before the call: do not start an orphan
+        os._exit(1)
+
+
+def _job_preparation(runner_pid: int) -> Callable[[], None]:
+    def prepare() -> None:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+        _die_with_parent(runner_pid)
+
+    return prepare
 
 
 class Outcome(StrEnum):
@@ -120,12 +138,15 @@ def _complete(folder: Path) -> bool:
 
 
 @contextlib.contextmanager
-def _stage_lock(stage: Stage) -> Iterator[None]:
+def _stage_lock(stage: Stage) -> Iterator[int]:
+    """The stage's lock, held while this block runs; yields its descriptor so that the job can hold it too
+    (a flock belongs to the open file, so a job that inherits it keeps the stage locked while it lives, even
+    when its runner is killed: a second runner then waits for it and never starts a twin)."""
     stage.runs_dir.mkdir(parents=True, exist_ok=True)
     with open(stage.runs_dir / f"{stage.name}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            yield handle.fileno()
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -223,7 +244,7 @@ class Runner:
 
     # -- stages ----------------------------------------------------------------------------------
     def run_stage(self, stage: Stage) -> StageOutcome:
-        with _stage_lock(stage):
+        with _stage_lock(stage) as lock_fd:
             if stage.status is Status.cached:  # another runner finished it while we waited
                 return StageOutcome(stage, Outcome.cached)
             started = datetime.now()
@@ -247,7 +268,7 @@ class Runner:
                     try:
                         self.child.process = subprocess.Popen(
                             args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                            preexec_fn=_unblock_stop_signals,
+                            preexec_fn=_job_preparation(os.getpid()), pass_fds=(lock_fd,),
                         )
                     finally:
                         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
