@@ -74,7 +74,7 @@ def main() -> None:
     from tdro.data.reader import JsonlReader
     from tdro.data.sampler import MixtureSampler
     from tdro.enums import MixtureMode, Pooling, PromptStyle
-    from tdro.modeling.config import RetrieverConfig
+    from tdro.spec.retriever import RetrieverConfig
     from tdro.spec.cards import DatasetCard
 
     t0 = time.perf_counter()

@@ -9,7 +9,7 @@ from tdro.data.collator import TrainCollator, check_eos, last_token_ids, tokeniz
 from tdro.data.examples import TrainingExample
 from tdro.enums import EosHandling, PaddingSide, Pooling
 from tdro.errors import UserError
-from tdro.modeling.config import RetrieverConfig
+from tdro.spec.retriever import RetrieverConfig
 
 EXAMPLES = [
     TrainingExample("river", ["the river city", "a bird song"]),

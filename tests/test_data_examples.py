@@ -10,7 +10,7 @@ from tdro.data.examples import build_example, example_rng
 from tdro.data.records import Passage, QueryGroup
 from tdro.enums import Pooling, PromptStyle
 from tdro.errors import UserError
-from tdro.modeling.config import RetrieverConfig
+from tdro.spec.retriever import RetrieverConfig
 from tdro.spec.cards import DatasetCard
 
 E5 = RetrieverConfig(pooling=Pooling.mean, prompt_style=PromptStyle.e5)

@@ -16,7 +16,7 @@ from transformers import AutoTokenizer
 from tdro.data.sampler import MixtureSampler
 from tdro.data.stream import TrainingStream
 from tdro.enums import MixtureMode, Pooling, PromptStyle
-from tdro.modeling.config import RetrieverConfig
+from tdro.spec.retriever import RetrieverConfig
 from tdro.spec.cards import DatasetCard
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import torch
 
 from tdro.data.collator import TrainCollator
 from tdro.enums import EosHandling, PaddingSide, Pooling
-from tdro.modeling.config import RetrieverConfig
+from tdro.spec.retriever import RetrieverConfig
 from tdro.modeling.encoder import Encoder
 from tdro.modeling.losses import ContrastiveLoss
 from tdro.modeling.pooling import pool

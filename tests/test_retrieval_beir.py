@@ -10,7 +10,7 @@ import pytest
 
 from tdro.enums import EosHandling, Pooling, PromptStyle
 from tdro.errors import UserError
-from tdro.modeling.config import RetrieverConfig
+from tdro.spec.retriever import RetrieverConfig
 from tdro.retrieval.beir import load_beir
 from tdro.retrieval.model_folder import ModelOptions, resolve_folder, resolve_model
 

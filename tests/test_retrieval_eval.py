@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tdro.enums import EosHandling, Pooling, PromptStyle
-from tdro.modeling.config import RetrieverConfig
+from tdro.spec.retriever import RetrieverConfig
 from tdro.retrieval.beir import load_beir
 from tdro.retrieval.cache import EmbeddingCache, model_identity
 from tdro.retrieval.cli import app

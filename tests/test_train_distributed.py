@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from tdro.enums import Pooling
-from tdro.modeling.config import RetrieverConfig
+from tdro.spec.retriever import RetrieverConfig
 from tdro.modeling.encoder import Encoder
 from tdro.modeling.losses import ContrastiveLoss
 from tests.train_helpers import dataset_cards, grad_check_batch, model_card, stage_file

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import ConfigDict
 
-from tdro.modeling.config import format_passage, format_query
+from tdro.spec.retriever import format_passage, format_query
+from tdro.spec.search import SearchConfig
 from tdro.retrieval.beir import Benchmark
 from tdro.retrieval.cache import EmbeddingCache, model_identity, text_key
 from tdro.retrieval.encode import encode_texts
@@ -53,13 +55,16 @@ class BenchmarkResult:
         }
 
 
-@dataclass
-class SearchSettings:
+class SearchSettings(SearchConfig):
+    """SearchConfig's fields (and defaults) plus the parsed metrics."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
     metrics: list[Metric]
-    top_k: int = 1000
-    ignore_identical_ids: bool = False
-    batch_size: int = 128
-    chunk_size: int = 100_000
+
+    def __init__(self, metrics: list[Metric], /, **search: Any) -> None:
+        # metrics first and positional, as every caller passes them
+        super().__init__(metrics=metrics, **search)
 
 
 class Evaluator:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tdro.enums import DType, EosHandling, Pooling, PromptStyle
 from tdro.errors import UserError
-from tdro.modeling.config import RetrieverConfig
+from tdro.spec.retriever import RetrieverConfig
 from tdro.spec.cards import ModelCard
 
 # sentence-transformers pooling flags -> our pooling; max / mean-sqrt pooling have no counterpart.
