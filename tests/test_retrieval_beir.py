@@ -10,9 +10,9 @@ import pytest
 
 from tdro.enums import EosHandling, Pooling, PromptStyle
 from tdro.errors import UserError
-from tdro.spec.retriever import RetrieverConfig
 from tdro.retrieval.beir import load_beir
 from tdro.retrieval.model_folder import ModelOptions, resolve_folder, resolve_model
+from tdro.spec.retriever import RetrieverConfig
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_beir"
 

@@ -10,7 +10,6 @@ import pytest
 from typer.testing import CliRunner
 
 from tdro.enums import EosHandling, Pooling, PromptStyle
-from tdro.spec.retriever import RetrieverConfig
 from tdro.retrieval.beir import load_beir
 from tdro.retrieval.cache import EmbeddingCache, model_identity
 from tdro.retrieval.cli import app
@@ -18,6 +17,7 @@ from tdro.retrieval.encode import encode_texts
 from tdro.retrieval.evaluator import Evaluator, SearchSettings
 from tdro.retrieval.metrics import parse_metrics
 from tdro.retrieval.model_folder import resolve_folder
+from tdro.spec.retriever import RetrieverConfig
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_beir"
 METRICS = "ndcg@1,ndcg@10,mrr@10,recall@10"

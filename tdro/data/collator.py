@@ -66,8 +66,8 @@ def check_eos(tokenizer, config: RetrieverConfig) -> None:
         )
     if config.eos is EosHandling.tokenizer and not tokenizer_adds_eos(tokenizer):
         raise UserError(
-            f"tokenizer {tokenizer_name(tokenizer)} does not append EOS (like Qwen1.5 and Llama-3); set `eos: append` "
-            "in the model card so the collator appends it"
+            f"tokenizer {tokenizer_name(tokenizer)} does not append EOS (like Qwen1.5 and Llama-3); set "
+            "`eos: append` in the model card so the collator appends it"
         )
 
 
@@ -121,8 +121,8 @@ class TrainCollator:
             ends = last_token_ids(encoded["input_ids"], encoded["attention_mask"])
             if not bool((ends == self.eos_id).all()):
                 raise UserError(
-                    f"tokenizer {tokenizer_name(tok)} left sequences without a final EOS; set `eos: append` in the "
-                    "model card"
+                    f"tokenizer {tokenizer_name(tok)} left sequences without a final EOS; set `eos: append` "
+                    "in the model card"
                 )
         return encoded
 

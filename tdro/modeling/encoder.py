@@ -30,10 +30,11 @@ from torch import nn
 
 from tdro.enums import PaddingSide
 from tdro.errors import UserError
-from tdro.spec.retriever import RetrieverConfig
 from tdro.modeling.pooling import pool
 from tdro.modeling.st_files import write_st_files
+from tdro.modeling.tokenizer import ensure_pad_token
 from tdro.spec.cards import ModelCard
+from tdro.spec.retriever import RetrieverConfig
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _FORWARD_EXTRAS = ("token_type_ids", "position_ids")

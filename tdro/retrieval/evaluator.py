@@ -15,16 +15,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import ConfigDict
+from pydantic import BaseModel, ConfigDict
 
-from tdro.spec.retriever import format_passage, format_query
-from tdro.spec.search import SearchConfig
 from tdro.retrieval.beir import Benchmark
 from tdro.retrieval.cache import EmbeddingCache, model_identity, text_key
 from tdro.retrieval.encode import encode_texts
 from tdro.retrieval.metrics import Metric, evaluate_run
 from tdro.retrieval.model_folder import ResolvedModel
 from tdro.retrieval.search import TopK, identical_id_positions, to_run
+from tdro.spec.retriever import format_passage, format_query
+from tdro.spec.search import SearchConfig
 
 if TYPE_CHECKING:
     import torch
@@ -64,7 +64,7 @@ class SearchSettings(SearchConfig):
 
     def __init__(self, metrics: list[Metric], /, **search: Any) -> None:
         # metrics first and positional, as every caller passes them
-        super().__init__(metrics=metrics, **search)
+        BaseModel.__init__(self, metrics=metrics, **search)
 
 
 class Evaluator:
@@ -96,7 +96,8 @@ class Evaluator:
         from tdro.modeling.encoder import Encoder
 
         encoder = Encoder.from_pretrained(
-            model.path, model.config, dtype=model.dtype.value, trust_remote_code=model.trust_remote_code
+            model.path, model.config, dtype=model.loading.dtype.value,
+            trust_remote_code=model.loading.trust_remote_code,
         )
         accelerator = kwargs.get("accelerator")
         fallback = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -112,7 +113,7 @@ class Evaluator:
     def model_key(self) -> str:
         if self._model_key is None:
             m = self.model
-            self._model_key = model_identity(m.path, m.config, m.dtype.value, self.cache)
+            self._model_key = model_identity(m.path, m.config, m.loading.dtype.value, self.cache)
         return self._model_key
 
     def embed(self, texts: list[str], *, role: str, max_length: int) -> tuple[np.ndarray | None, int]:

@@ -33,6 +33,12 @@ RETRIEVER_CONFIG_FILE = "tdro_retriever.json"
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @classmethod
+    def of(cls, other: BaseModel) -> Self:
+        """This model's fields as `other` (e.g. a model card) states them; unstated fields stay unstated."""
+        stated = other.model_fields_set & set(cls.model_fields)
+        return cls.model_validate(other.model_dump(include=stated))
+
     def with_overrides(self, update: Mapping[str, Any]) -> Self:
         """A copy with `update` (field name -> value) applied and validated again, rules included.
 
@@ -71,9 +77,8 @@ class RetrieverConfig(_Settings):
         return Score.cos if self.normalize else Score.dot
 
     def retriever_config(self) -> RetrieverConfig:
-        """These settings alone (a card's other fields dropped); unstated fields stay unstated."""
-        stated = self.model_fields_set & set(RetrieverConfig.model_fields)
-        return RetrieverConfig.model_validate(self.model_dump(include=stated))
+        """These settings alone (a card's other fields dropped)."""
+        return RetrieverConfig.of(self)
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / RETRIEVER_CONFIG_FILE
