@@ -181,7 +181,8 @@ def _evaluate(model: str, benchmark: str, *, split, metrics, instruction, cache_
                                show_progress=progress and sys.stderr.isatty())
     result = evaluator.evaluate(bench, card.instruction, ignore_identical_ids=ignore)
     assert result is not None  # one process: always the main one
-    payload = {"model": resolved.path, "model_config_from": resolved.origin, **result.record(),
+    payload = {"model": resolved.path, "model_config_from": resolved.origin,
+               "model_config": resolved.config.model_dump(mode="json"), **result.record(),
                "encoded": result.encoded, "seconds": round(result.seconds, 3)}
     if per_query:
         payload["per_query"] = result.per_query
