@@ -74,8 +74,8 @@ def main() -> None:
     from tdro.data.reader import JsonlReader
     from tdro.data.sampler import MixtureSampler
     from tdro.enums import MixtureMode, Pooling, PromptStyle
-    from tdro.modeling.config import RetrieverConfig
     from tdro.spec.cards import DatasetCard
+    from tdro.spec.retriever import RetrieverConfig
 
     t0 = time.perf_counter()
     paths = generate(WORK / f"{args.datasets}x{args.lines}", args.datasets, args.lines)

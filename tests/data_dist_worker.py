@@ -17,8 +17,8 @@ from transformers import AutoTokenizer
 
 from tdro.data.stream import TrainingStream
 from tdro.enums import MixtureMode, Pooling
-from tdro.modeling.config import RetrieverConfig
 from tdro.spec.cards import DatasetCard
+from tdro.spec.retriever import RetrieverConfig
 
 NAMES = ["demo_lexical", "demo_map_small", "demo_noise"]
 

@@ -18,9 +18,9 @@ def main(model_dir: str, out_prefix: str, stage_path: str | None = None) -> None
     from accelerate import Accelerator
 
     from tdro.enums import Pooling
-    from tdro.modeling.config import RetrieverConfig
     from tdro.modeling.encoder import Encoder
     from tdro.modeling.losses import ContrastiveLoss
+    from tdro.spec.retriever import RetrieverConfig
     from tdro.stages.step import forward_backward
     from tests.train_helpers import grad_check_batch
 

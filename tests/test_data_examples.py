@@ -10,8 +10,8 @@ from tdro.data.examples import build_example, example_rng
 from tdro.data.records import Passage, QueryGroup
 from tdro.enums import Pooling, PromptStyle
 from tdro.errors import UserError
-from tdro.modeling.config import RetrieverConfig
 from tdro.spec.cards import DatasetCard
+from tdro.spec.retriever import RetrieverConfig
 
 E5 = RetrieverConfig(pooling=Pooling.mean, prompt_style=PromptStyle.e5)
 PLAIN = RetrieverConfig(pooling=Pooling.mean, prompt_style=PromptStyle.none, query_prefix="query: ",

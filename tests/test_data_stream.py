@@ -16,8 +16,8 @@ from transformers import AutoTokenizer
 from tdro.data.sampler import MixtureSampler
 from tdro.data.stream import TrainingStream
 from tdro.enums import MixtureMode, Pooling, PromptStyle
-from tdro.modeling.config import RetrieverConfig
 from tdro.spec.cards import DatasetCard
+from tdro.spec.retriever import RetrieverConfig
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ["demo_lexical", "demo_map_small", "demo_noise"]

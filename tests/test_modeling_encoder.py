@@ -9,11 +9,11 @@ import torch
 
 from tdro.data.collator import TrainCollator
 from tdro.enums import EosHandling, PaddingSide, Pooling
-from tdro.modeling.config import RetrieverConfig
 from tdro.modeling.encoder import Encoder
 from tdro.modeling.losses import ContrastiveLoss
 from tdro.modeling.pooling import pool
 from tdro.spec.experiment import ResourcesSpec
+from tdro.spec.retriever import RetrieverConfig
 from tdro.stages.runtime import make_accelerator
 from tdro.stages.step import forward_backward
 from tests.train_helpers import GRAD_PASSAGES, GRAD_QUERIES

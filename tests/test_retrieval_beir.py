@@ -10,9 +10,9 @@ import pytest
 
 from tdro.enums import EosHandling, Pooling, PromptStyle
 from tdro.errors import UserError
-from tdro.modeling.config import RetrieverConfig
 from tdro.retrieval.beir import load_beir
-from tdro.retrieval.model_folder import ModelOptions, resolve_folder, resolve_model
+from tdro.retrieval.model_folder import resolve_folder, resolve_model
+from tdro.spec.retriever import RetrieverConfig
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_beir"
 
@@ -96,7 +96,8 @@ def test_sentence_transformers_folder(minilm_dir: Path) -> None:
     assert (config.pooling, config.normalize) == (Pooling.mean, True)
     assert (config.query_max_length, config.passage_max_length) == (256, 256)
     assert config.prompt_style is PromptStyle.none and config.query_prefix == ""
-    overridden = resolve_folder(minilm_dir, ModelOptions(max_length=64, normalize=False, query_prefix="q: "))
+    overrides = {"query_max_length": 64, "passage_max_length": 64, "normalize": False, "query_prefix": "q: "}
+    overridden = resolve_folder(minilm_dir, overrides)
     assert (overridden.config.passage_max_length, overridden.config.normalize) == (64, False)
     assert overridden.config.query_prefix == "q: "
 
@@ -114,9 +115,9 @@ def test_plain_folder_needs_pooling(tmp_path: Path, tiny_bert_dir: Path) -> None
         resolve_model(str(tiny_bert_dir))
     assert len(err.value.problems) == 1 and "pass --pooling" in err.value.problems[0]
     assert str(tiny_bert_dir) in err.value.problems[0]
-    given = resolve_model(str(tiny_bert_dir), ModelOptions(pooling=Pooling.cls))
+    given = resolve_model(str(tiny_bert_dir), {"pooling": Pooling.cls})
     assert given.origin == "options" and given.config.pooling is Pooling.cls
-    last = resolve_model(str(tiny_bert_dir), ModelOptions(pooling=Pooling.last_token))
+    last = resolve_model(str(tiny_bert_dir), {"pooling": Pooling.last_token})
     assert last.config.eos is EosHandling.append
 
 
@@ -126,7 +127,7 @@ def test_unsupported_st_pooling_and_tdro_folder(tmp_path: Path, minilm_dir: Path
     (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_max_tokens": True}))
     with pytest.raises(UserError, match=r"1_Pooling/config.json: pooling mode not supported"):
         resolve_folder(folder)
-    assert resolve_folder(folder, ModelOptions(pooling=Pooling.mean)).config.pooling is Pooling.mean
+    assert resolve_folder(folder, {"pooling": Pooling.mean}).config.pooling is Pooling.mean
     saved = RetrieverConfig(
         pooling=Pooling.cls, normalize=False, query_max_length=32, prompt_style=PromptStyle.e5
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,6 @@ import pytest
 from typer.testing import CliRunner
 
 from tdro.enums import EosHandling, Pooling, PromptStyle
-from tdro.modeling.config import RetrieverConfig
 from tdro.retrieval.beir import load_beir
 from tdro.retrieval.cache import EmbeddingCache, model_identity
 from tdro.retrieval.cli import app
@@ -18,6 +18,8 @@ from tdro.retrieval.encode import encode_texts
 from tdro.retrieval.evaluator import Evaluator, SearchSettings
 from tdro.retrieval.metrics import parse_metrics
 from tdro.retrieval.model_folder import resolve_folder
+from tdro.spec.retriever import LoadSettings, RetrieverConfig
+from tdro.spec.search import SearchConfig
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_beir"
 METRICS = "ndcg@1,ndcg@10,mrr@10,recall@10"
@@ -29,43 +31,117 @@ def _eval(*args: str) -> dict:
     return json.loads(result.stdout)
 
 
-def test_minilm_folder_cache_identical_ids_and_tdro_folder(tmp_path: Path, minilm_dir: Path) -> None:
-    cache = str(tmp_path / "cache")
-    first = _eval(str(minilm_dir), str(FIXTURE), "--cache-dir", cache, "--output", str(tmp_path / "r.json"))
-    assert first["model_config_from"] == "sentence-transformers files"
-    assert (first["num_queries"], first["num_docs"], first["ignore_identical_ids"]) == (10, 26, False)
-    assert first["encoded"] == {"query": 10, "passage": 26}
-    # The fixture pairs each query with one clearly matching passage: a real encoder ranks them first,
-    # except the ArguAna-style query, whose own text is in the corpus and comes first unless ignored.
-    assert first["metrics"]["ndcg@10"] > 0.9 and first["metrics"]["recall@10"] == 1.0
-    assert json.loads((tmp_path / "r.json").read_text())["metrics"] == first["metrics"]
+@dataclass(frozen=True)
+class MiniLMRuns:
+    """`tdro eval` of the MiniLM sentence-transformers folder: a first run (writing the cache and an output
+    file), the same again from the cache with --ignore-identical-ids, and the weights saved by tdro."""
 
-    second = _eval(
-        str(minilm_dir), str(FIXTURE), "--cache-dir", cache, "--ignore-identical-ids", "--per-query"
-    )
-    assert second["encoded"] == {"query": 0, "passage": 0}  # same model, same texts: nothing encoded
-    assert second["ignore_identical_ids"] is True
-    assert second["per_query"]["arg-homework"]["mrr@10"] == 1.0
-    # Without the option the query retrieves itself at rank 1 and its counter-argument at rank 2.
-    arg_ndcg1_without = 10 * first["metrics"]["ndcg@1"] - sum(
-        v["ndcg@1"] for q, v in second["per_query"].items() if q != "arg-homework"
-    )
-    assert arg_ndcg1_without == pytest.approx(0.0, abs=1e-9)
-    assert second["metrics"]["ndcg@10"] > first["metrics"]["ndcg@10"]
+    first: dict
+    cached: dict
+    saved: dict
+    output: Path
 
-    # The same weights saved by tdro (config in tdro_retriever.json) give the same scores.
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> MiniLMRuns:
     from tdro.modeling.encoder import Encoder
 
-    config = RetrieverConfig(
-        pooling=Pooling.mean, normalize=True, query_max_length=256, passage_max_length=256
+    tmp = tmp_path_factory.mktemp("minilm_eval")
+    cache = str(tmp / "cache")
+    first = _eval(str(minilm_dir), str(FIXTURE), "--cache-dir", cache, "--output", str(tmp / "r.json"))
+    cached = _eval(
+        str(minilm_dir), str(FIXTURE), "--cache-dir", cache, "--ignore-identical-ids", "--per-query"
     )
-    Encoder.from_pretrained(minilm_dir, config).save_pretrained(tmp_path / "saved")
-    saved = _eval(str(tmp_path / "saved"), str(FIXTURE), "--ignore-identical-ids", "--per-query")
-    assert saved["model_config_from"] == "tdro_retriever.json"
-    assert saved["encoded"] == {"query": 10, "passage": 26}
-    assert saved["metrics"] == pytest.approx(second["metrics"])
-    for query, values in second["per_query"].items():
-        assert saved["per_query"][query] == pytest.approx(values)
+    config = RetrieverConfig(pooling=Pooling.mean, normalize=True, query_max_length=256,
+                             passage_max_length=256, prompt_style=PromptStyle.none)
+    Encoder.from_pretrained(minilm_dir, config).save_pretrained(tmp / "saved")
+    saved = _eval(str(tmp / "saved"), str(FIXTURE), "--ignore-identical-ids", "--per-query")
+    return MiniLMRuns(first=first, cached=cached, saved=saved, output=tmp / "r.json")
+
+
+def test_st_folder_config_comes_from_its_files(runs: MiniLMRuns) -> None:
+    assert runs.first["model_config_from"] == "sentence-transformers files"
+
+
+def test_result_counts_queries_and_documents(runs: MiniLMRuns) -> None:
+    assert (runs.first["num_queries"], runs.first["num_docs"]) == (10, 26)
+
+
+def test_identical_ids_are_kept_by_default(runs: MiniLMRuns) -> None:
+    assert runs.first["ignore_identical_ids"] is False
+
+
+def test_first_run_encodes_every_text(runs: MiniLMRuns) -> None:
+    assert runs.first["encoded"] == {"query": 10, "passage": 26}
+
+
+def test_real_encoder_ranks_matching_passages_first(runs: MiniLMRuns) -> None:
+    # The fixture pairs each query with one clearly matching passage.
+    assert runs.first["metrics"]["ndcg@10"] > 0.9 and runs.first["metrics"]["recall@10"] == 1.0
+
+
+def test_output_file_holds_the_printed_metrics(runs: MiniLMRuns) -> None:
+    assert json.loads(runs.output.read_text())["metrics"] == runs.first["metrics"]
+
+
+def test_cached_run_encodes_nothing(runs: MiniLMRuns) -> None:
+    assert runs.cached["encoded"] == {"query": 0, "passage": 0}  # same model, same texts
+
+
+def test_ignore_identical_ids_flag_is_recorded(runs: MiniLMRuns) -> None:
+    assert runs.cached["ignore_identical_ids"] is True
+
+
+def test_ignored_own_id_lets_the_counter_argument_rank_first(runs: MiniLMRuns) -> None:
+    assert runs.cached["per_query"]["arg-homework"]["mrr@10"] == 1.0
+
+
+def test_without_ignoring_the_query_retrieves_itself_first(runs: MiniLMRuns) -> None:
+    # The ArguAna-style query's own text is in the corpus: its nDCG@1 is 0 unless identical ids are ignored.
+    others = sum(v["ndcg@1"] for q, v in runs.cached["per_query"].items() if q != "arg-homework")
+    assert 10 * runs.first["metrics"]["ndcg@1"] - others == pytest.approx(0.0, abs=1e-9)
+
+
+def test_ignoring_identical_ids_raises_ndcg(runs: MiniLMRuns) -> None:
+    assert runs.cached["metrics"]["ndcg@10"] > runs.first["metrics"]["ndcg@10"]
+
+
+def test_tdro_folder_config_comes_from_its_json(runs: MiniLMRuns) -> None:
+    assert runs.saved["model_config_from"] == "tdro_retriever.json"
+
+
+def test_tdro_folder_of_the_same_weights_is_encoded_afresh(runs: MiniLMRuns) -> None:
+    assert runs.saved["encoded"] == {"query": 10, "passage": 26}
+
+
+def test_tdro_folder_of_the_same_weights_gives_the_same_scores(runs: MiniLMRuns) -> None:
+    assert runs.saved["metrics"] == pytest.approx(runs.cached["metrics"])
+    for query, values in runs.cached["per_query"].items():
+        assert runs.saved["per_query"][query] == pytest.approx(values)
+
+
+@pytest.mark.parametrize(
+    ("flags", "field", "value"),
+    [
+        pytest.param(["--query-max-length", "64"], "query_max_length", 64, id="query-max-length"),
+        pytest.param(["--no-normalize"], "normalize", False, id="no-normalize"),
+        pytest.param(["--passage-prefix", "p: "], "passage_prefix", "p: ", id="passage-prefix"),
+    ],
+)
+def test_model_flag_overrides_exactly_that_field(
+    runs: MiniLMRuns, minilm_dir: Path, flags: list[str], field: str, value
+) -> None:
+    overridden = _eval(str(minilm_dir), str(FIXTURE), *flags)["model_config"]
+    assert overridden == {**runs.first["model_config"], field: value}
+
+
+def test_model_and_search_flags_carry_the_field_names() -> None:
+    import typer.main
+
+    command = typer.main.get_command(app)
+    flags = {param.name for param in command.params}
+    fields = {*RetrieverConfig.model_fields, *LoadSettings.model_fields, *SearchConfig.model_fields}
+    assert fields <= flags
 
 
 def test_cli_user_errors_exit_2(tmp_path: Path, minilm_dir: Path, tiny_bert_dir: Path) -> None:

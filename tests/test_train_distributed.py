@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from tdro.enums import Pooling
-from tdro.modeling.config import RetrieverConfig
 from tdro.modeling.encoder import Encoder
 from tdro.modeling.losses import ContrastiveLoss
+from tdro.spec.retriever import RetrieverConfig
 from tests.train_helpers import dataset_cards, grad_check_batch, model_card, stage_file
 
 REPO = Path(__file__).resolve().parents[1]

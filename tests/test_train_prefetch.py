@@ -6,7 +6,7 @@ import torch
 
 from tdro.data.stream import TrainingStream
 from tdro.enums import MixtureMode
-from tdro.modeling.config import RetrieverConfig
+from tdro.spec.retriever import RetrieverConfig
 from tdro.stages.prefetch import Prefetcher
 from tests.train_helpers import dataset_cards
 

@@ -7,10 +7,10 @@
 
 EOS (`config.eos`): `append` makes every sequence end in the tokenizer's EOS: when the tokenizer does not
 add one itself (Qwen1.5, Llama-3), the text is cut one token shorter and EOS appended before padding;
-`tokenizer` trusts the tokenizer's post-processor but checks it; `none` leaves sequences alone. Every
-batch is checked for `append` and `tokenizer`, and `check_eos` refuses up front a tokenizer that cannot
-give an EOS. A tokenizer without a pad token pads with its EOS token (the attention mask tells them
-apart).
+`tokenizer` trusts the tokenizer's post-processor but checks it; `none` leaves sequences alone (the
+config itself refuses `none` with last-token pooling). Every batch is checked for `append` and
+`tokenizer`, and `check_eos` refuses up front a tokenizer that cannot give an EOS. A tokenizer without a
+pad token pads with its EOS token (`tdro.modeling.tokenizer.ensure_pad_token`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tdro.data.examples import TrainingExample
-from tdro.enums import EosHandling, Pooling
+from tdro.enums import EosHandling
 from tdro.errors import UserError
-from tdro.modeling.config import RetrieverConfig
+from tdro.modeling.tokenizer import ensure_pad_token, tokenizer_name
+from tdro.spec.retriever import RetrieverConfig
 
 if TYPE_CHECKING:
     import torch
@@ -45,10 +46,6 @@ class TrainBatch:
         )
 
 
-def _name(tokenizer) -> str:
-    return getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
-
-
 def tokenizer_adds_eos(tokenizer) -> bool:
     """Whether the tokenizer's own post-processing ends a sequence in its EOS token."""
     eos = tokenizer.eos_token_id
@@ -57,20 +54,20 @@ def tokenizer_adds_eos(tokenizer) -> bool:
 
 
 def check_eos(tokenizer, config: RetrieverConfig) -> None:
-    """Refuse, with one line, a tokenizer/config pair that cannot end every sequence in EOS."""
-    if config.pooling is Pooling.last_token and config.eos is EosHandling.none:
-        raise UserError("model card: last_token pooling needs `eos: append` or `eos: tokenizer`, not none")
+    """Refuse, with one line, a tokenizer that cannot end every sequence in EOS as `config.eos` asks.
+
+    That last-token pooling has an EOS handling at all is the config's own rule (RetrieverConfig)."""
     if config.eos is EosHandling.none:
         return
     if tokenizer.eos_token_id is None:
         raise UserError(
-            f"tokenizer {_name(tokenizer)} has no eos_token, so sequences cannot end in EOS as "
+            f"tokenizer {tokenizer_name(tokenizer)} has no eos_token, so sequences cannot end in EOS as "
             f"`eos: {config.eos.value}` needs; use a tokenizer with an eos_token or mean/cls pooling"
         )
     if config.eos is EosHandling.tokenizer and not tokenizer_adds_eos(tokenizer):
         raise UserError(
-            f"tokenizer {_name(tokenizer)} does not append EOS (like Qwen1.5 and Llama-3); set `eos: append` "
-            "in the model card so the collator appends it"
+            f"tokenizer {tokenizer_name(tokenizer)} does not append EOS (like Qwen1.5 and Llama-3); set "
+            "`eos: append` in the model card so the collator appends it"
         )
 
 
@@ -100,10 +97,7 @@ def pad_rows(rows: list[list[int]], pad_id: int, side: str) -> dict:
 class TrainCollator:
     def __init__(self, tokenizer, config: RetrieverConfig) -> None:
         check_eos(tokenizer, config)
-        if tokenizer.pad_token is None:
-            if tokenizer.eos_token is None:
-                raise UserError(f"tokenizer {_name(tokenizer)} has neither a pad_token nor an eos_token")
-            tokenizer.pad_token = tokenizer.eos_token
+        ensure_pad_token(tokenizer)
         self.tokenizer = tokenizer
         self.config = config
         self.eos_id = tokenizer.eos_token_id
@@ -127,8 +121,8 @@ class TrainCollator:
             ends = last_token_ids(encoded["input_ids"], encoded["attention_mask"])
             if not bool((ends == self.eos_id).all()):
                 raise UserError(
-                    f"tokenizer {_name(tok)} left sequences without a final EOS; set `eos: append` in the "
-                    "model card"
+                    f"tokenizer {tokenizer_name(tok)} left sequences without a final EOS; set `eos: append` "
+                    "in the model card"
                 )
         return encoded
 

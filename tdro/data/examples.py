@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from tdro.data.records import QueryGroup
 from tdro.enums import PromptStyle
 from tdro.errors import UserError
-from tdro.modeling.config import RetrieverConfig, format_passage, format_query
 from tdro.spec.cards import DatasetCard
+from tdro.spec.retriever import RetrieverConfig, format_passage, format_query
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from tdro.data.reader import JsonlReader
 from tdro.data.sampler import MixtureSampler
 from tdro.enums import MixtureMode
 from tdro.errors import UserError
-from tdro.modeling.config import RetrieverConfig
 from tdro.spec.cards import DatasetCard
+from tdro.spec.retriever import RetrieverConfig
 
 
 class TrainingStream:

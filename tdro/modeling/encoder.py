@@ -30,10 +30,11 @@ from torch import nn
 
 from tdro.enums import PaddingSide
 from tdro.errors import UserError
-from tdro.modeling.config import RetrieverConfig
 from tdro.modeling.pooling import pool
 from tdro.modeling.st_files import write_st_files
+from tdro.modeling.tokenizer import ensure_pad_token
 from tdro.spec.cards import ModelCard
+from tdro.spec.retriever import RetrieverConfig
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _FORWARD_EXTRAS = ("token_type_ids", "position_ids")
@@ -81,11 +82,7 @@ class Encoder(nn.Module):
         except Exception as exc:  # whatever transformers raises, the fix is the user's: path, files, access
             raise UserError(f"model {path}: cannot be loaded ({_first_line(exc)})") from None
         tokenizer.padding_side = config.padding_side.value
-        if tokenizer.pad_token is None:
-            # Decoders often lack a pad token; padding positions are masked, so EOS serves.
-            if tokenizer.eos_token is None:
-                raise UserError(f"model {path}: tokenizer has neither a pad nor an eos token")
-            tokenizer.pad_token = tokenizer.eos_token
+        ensure_pad_token(tokenizer)
         return cls(model, tokenizer, config)
 
     @classmethod

@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tdro.enums import Pooling
-from tdro.modeling.config import RetrieverConfig
+from tdro.enums import Pooling, Score
+from tdro.spec.retriever import RetrieverConfig
+
+_ST_SIMILARITY = {Score.cos: "cosine", Score.dot: "dot"}
 
 
 def pooling_config(config: RetrieverConfig, dim: int) -> dict:
@@ -57,6 +59,6 @@ def write_st_files(folder: str | Path, config: RetrieverConfig, dim: int) -> Non
     st = {
         "prompts": prompts if config.query_prefix or config.passage_prefix else {},
         "default_prompt_name": None,
-        "similarity_fn_name": "cosine" if config.normalize else "dot",
+        "similarity_fn_name": _ST_SIMILARITY[config.score],
     }
     (folder / "config_sentence_transformers.json").write_text(json.dumps(st, indent=2) + "\n")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tdro.modeling.config import RetrieverConfig
+from tdro.spec.retriever import RetrieverConfig
 
 # Files whose content changes the embeddings; README, optimizer state etc. do not.
 _MODEL_FILE_PATTERNS = (

@@ -4,6 +4,9 @@ MODEL is a tdro-saved folder, a sentence-transformers / Hugging Face folder, a m
 id (see `tdro.retrieval.model_folder`). BENCHMARK_DIR is a BEIR folder or a benchmark card name. The
 command is one function on the typer app `app`; the main CLI mounts it. A `UserError` prints its lines
 on stderr and exits with code 2. Torch, transformers and faiss are imported inside the command only.
+
+The model-setting flags carry the field names of `RetrieverConfig` and `LoadSettings`, the search flags
+those of `SearchConfig`; a flag left unset keeps what the folder, card or SearchConfig says.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 
-from tdro.enums import DType, Pooling, PromptStyle
+from tdro.enums import DType, EosHandling, PaddingSide, Pooling, PromptStyle
 from tdro.errors import USER_ERROR_EXIT_CODE, UserError
+from tdro.spec.retriever import LoadSettings, RetrieverConfig
+from tdro.spec.search import SearchConfig
 
 app = typer.Typer(help="Evaluate a retriever on a BEIR-format benchmark.", no_args_is_help=True)
 
@@ -42,8 +48,22 @@ def _benchmark_card(benchmark: str, split: str | None, instruction: str | None):
                                    "instruction": instruction or card.instruction})
 
 
+def _given(ctx: typer.Context, *models: type[BaseModel]) -> dict[str, Any]:
+    """The flags given on the command line that name a field of `models` (unset: None, the model's value)."""
+    names = {name for model in models for name in model.model_fields}
+    return {name: value for name, value in ctx.params.items() if name in names and value is not None}
+
+
+def _default(name: str) -> str:
+    return f"(default: {SearchConfig.model_fields[name].default})"
+
+
+_AS_SAVED = "(default: as the model folder or card states)"
+
+
 @app.command("eval")
 def eval_command(
+    ctx: typer.Context,
     model: Annotated[
         str, typer.Argument(help="Model folder (tdro, sentence-transformers or HF), card name or hub id.")
     ],
@@ -56,13 +76,6 @@ def eval_command(
     metrics: Annotated[
         str | None, typer.Option(help="Comma-separated, e.g. ndcg@10,recall@100 (default: the BEIR set).")
     ] = None,
-    top_k: Annotated[int, typer.Option(min=1, help="Documents retrieved per query.")] = 1000,
-    batch_size: Annotated[int, typer.Option(min=1, help="Texts per encoding batch.")] = 64,
-    chunk_size: Annotated[int, typer.Option(min=1, help="Corpus vectors searched at a time.")] = 100_000,
-    ignore_identical_ids: Annotated[
-        bool, typer.Option(help="Never retrieve a document whose id equals the query id (ArguAna, Quora; "
-                                "a benchmark card with ignore_identical_ids: true turns it on too).")
-    ] = False,
     instruction: Annotated[
         str | None, typer.Option(help="Query instruction (used with prompt style e5) (default: the card's).")
     ] = None,
@@ -74,34 +87,58 @@ def eval_command(
         OutputFormat, typer.Option("--format", help="Print a table or JSON.")
     ] = OutputFormat.table,
     per_query: Annotated[bool, typer.Option(help="Include per-query scores in the JSON.")] = False,
-    pooling: Annotated[
-        Pooling | None, typer.Option(help="Pooling, when the model folder does not state it.")
+    progress: Annotated[bool, typer.Option(help="Show encoding progress bars.")] = True,
+    # SearchConfig fields, by their names.
+    top_k: Annotated[
+        int | None, typer.Option(min=1, help=f"Documents retrieved per query {_default('top_k')}.")
     ] = None,
-    normalize: Annotated[
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help=f"Texts per encoding batch {_default('batch_size')}.")
+    ] = None,
+    chunk_size: Annotated[
+        int | None, typer.Option(min=1, help=f"Corpus vectors searched at a time {_default('chunk_size')}.")
+    ] = None,
+    ignore_identical_ids: Annotated[
         bool | None,
-        typer.Option("--normalize/--no-normalize", help="L2-normalise embeddings (default: as saved)."),
+        typer.Option(help="Never retrieve a document whose id equals the query id (ArguAna, Quora; a "
+                          "benchmark card with ignore_identical_ids: true turns it on too) (default: off)."),
     ] = None,
-    max_length: Annotated[int | None, typer.Option(min=1, help="Max tokens of queries and passages.")] = None,
-    query_prefix: Annotated[str | None, typer.Option(help="Fixed text put before every query.")] = None,
-    passage_prefix: Annotated[str | None, typer.Option(help="Fixed text put before every passage.")] = None,
+    # RetrieverConfig and LoadSettings fields, by their names; unset: the folder's or card's value.
+    pooling: Annotated[Pooling | None, typer.Option(help=f"Pooling {_AS_SAVED}.")] = None,
+    normalize: Annotated[
+        bool | None, typer.Option("--normalize/--no-normalize", help=f"L2-normalise embeddings {_AS_SAVED}."),
+    ] = None,
+    query_max_length: Annotated[
+        int | None, typer.Option(min=1, help=f"Max query tokens {_AS_SAVED}.")
+    ] = None,
+    passage_max_length: Annotated[
+        int | None, typer.Option(min=1, help=f"Max passage tokens {_AS_SAVED}.")
+    ] = None,
+    eos: Annotated[
+        EosHandling | None, typer.Option(help=f"How sequences end in EOS (last-token pooling) {_AS_SAVED}.")
+    ] = None,
+    padding_side: Annotated[PaddingSide | None, typer.Option(help=f"Padding side {_AS_SAVED}.")] = None,
     prompt_style: Annotated[
-        PromptStyle | None, typer.Option(help="e5 puts 'Instruct: {instruction}\\nQuery: ' before queries.")
+        PromptStyle | None,
+        typer.Option(help=f"e5 puts 'Instruct: {{instruction}}\\nQuery: ' before queries {_AS_SAVED}."),
+    ] = None,
+    query_prefix: Annotated[
+        str | None, typer.Option(help=f"Fixed text put before every query {_AS_SAVED}.")
+    ] = None,
+    passage_prefix: Annotated[
+        str | None, typer.Option(help=f"Fixed text put before every passage {_AS_SAVED}.")
     ] = None,
     dtype: Annotated[DType | None, typer.Option(help="Weight dtype (default: float32 / card).")] = None,
-    trust_remote_code: Annotated[bool, typer.Option(help="Allow model code from the model folder.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show encoding progress bars.")] = True,
+    trust_remote_code: Annotated[
+        bool | None, typer.Option(help="Allow model code from the model folder (default: no / card).")
+    ] = None,
 ) -> None:
     """Evaluate MODEL on BENCHMARK with faiss exact search and pytrec_eval metrics."""
     try:
         payload = _evaluate(
-            model, benchmark, split=split, metrics=metrics, top_k=top_k, batch_size=batch_size,
-            chunk_size=chunk_size, ignore_identical_ids=ignore_identical_ids, instruction=instruction,
-            cache_dir=cache_dir, per_query=per_query, progress=progress,
-            options=dict(
-                pooling=pooling, normalize=normalize, max_length=max_length, query_prefix=query_prefix,
-                passage_prefix=passage_prefix, prompt_style=prompt_style, dtype=dtype,
-                trust_remote_code=trust_remote_code,
-            ),
+            model, benchmark, split=split, metrics=metrics, instruction=instruction, cache_dir=cache_dir,
+            per_query=per_query, progress=progress, search=_given(ctx, SearchConfig),
+            overrides=_given(ctx, RetrieverConfig, LoadSettings),
         )
     except UserError as exc:
         for line in exc.problems:
@@ -118,33 +155,34 @@ def eval_command(
         _print_table(payload)
 
 
-def _evaluate(model: str, benchmark: str, *, split, metrics, top_k, batch_size, chunk_size,
-              ignore_identical_ids, instruction, cache_dir, per_query, progress, options) -> dict:
+def _evaluate(model: str, benchmark: str, *, split, metrics, instruction, cache_dir, per_query, progress,
+              search: dict[str, Any], overrides: dict[str, Any]) -> dict:
+    """`search`: SearchConfig fields, `overrides`: RetrieverConfig / LoadSettings fields, as given."""
     import torch
 
     from tdro.retrieval.beir import load_beir
     from tdro.retrieval.cache import EmbeddingCache
     from tdro.retrieval.evaluator import Evaluator, SearchSettings
     from tdro.retrieval.metrics import DEFAULT_METRICS, parse_metrics
-    from tdro.retrieval.model_folder import ModelOptions, resolve_model
+    from tdro.retrieval.model_folder import resolve_model
 
     names = [m for m in metrics.split(",") if m.strip()] if metrics else list(DEFAULT_METRICS)
     parsed = parse_metrics(names, field_name="--metrics")
     card = _benchmark_card(benchmark, split, instruction)
-    resolved = resolve_model(model, ModelOptions(**options))
+    resolved = resolve_model(model, overrides)
     bench = load_beir(card.path, card.split, name=card.name)
     if instruction and resolved.config.prompt_style is PromptStyle.none:
         typer.echo("note: the instruction is not used: the model's prompt style is none "
                    "(pass --prompt-style e5 to use it)", err=True)
-    ignore = card.ignores_identical_ids(ignore_identical_ids)
-    settings = SearchSettings(parsed, top_k=top_k, ignore_identical_ids=ignore, batch_size=batch_size,
-                              chunk_size=chunk_size)
+    settings = SearchSettings(parsed, **search)
+    ignore = card.ignores_identical_ids(settings.ignore_identical_ids)
     autocast = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else None
     evaluator = Evaluator.load(resolved, settings, cache=EmbeddingCache(cache_dir), autocast_dtype=autocast,
                                show_progress=progress and sys.stderr.isatty())
-    result = evaluator.evaluate(bench, card.instruction)
+    result = evaluator.evaluate(bench, card.instruction, ignore_identical_ids=ignore)
     assert result is not None  # one process: always the main one
-    payload = {"model": resolved.path, "model_config_from": resolved.origin, **result.record(),
+    payload = {"model": resolved.path, "model_config_from": resolved.origin,
+               "model_config": resolved.config.model_dump(mode="json"), **result.record(),
                "encoded": result.encoded, "seconds": round(result.seconds, 3)}
     if per_query:
         payload["per_query"] = result.per_query

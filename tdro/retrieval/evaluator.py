@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
-from tdro.modeling.config import format_passage, format_query
 from tdro.retrieval.beir import Benchmark
 from tdro.retrieval.cache import EmbeddingCache, model_identity, text_key
 from tdro.retrieval.encode import encode_texts
 from tdro.retrieval.metrics import Metric, evaluate_run
 from tdro.retrieval.model_folder import ResolvedModel
 from tdro.retrieval.search import TopK, identical_id_positions, to_run
+from tdro.spec.retriever import format_passage, format_query
+from tdro.spec.search import SearchConfig
 
 if TYPE_CHECKING:
     import torch
@@ -53,13 +55,16 @@ class BenchmarkResult:
         }
 
 
-@dataclass
-class SearchSettings:
+class SearchSettings(SearchConfig):
+    """SearchConfig's fields (and defaults) plus the parsed metrics."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
     metrics: list[Metric]
-    top_k: int = 1000
-    ignore_identical_ids: bool = False
-    batch_size: int = 128
-    chunk_size: int = 100_000
+
+    def __init__(self, metrics: list[Metric], /, **search: Any) -> None:
+        # metrics first and positional, as every caller passes them
+        BaseModel.__init__(self, metrics=metrics, **search)
 
 
 class Evaluator:
@@ -91,7 +96,8 @@ class Evaluator:
         from tdro.modeling.encoder import Encoder
 
         encoder = Encoder.from_pretrained(
-            model.path, model.config, dtype=model.dtype.value, trust_remote_code=model.trust_remote_code
+            model.path, model.config, dtype=model.loading.dtype.value,
+            trust_remote_code=model.loading.trust_remote_code,
         )
         accelerator = kwargs.get("accelerator")
         fallback = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -107,7 +113,7 @@ class Evaluator:
     def model_key(self) -> str:
         if self._model_key is None:
             m = self.model
-            self._model_key = model_identity(m.path, m.config, m.dtype.value, self.cache)
+            self._model_key = model_identity(m.path, m.config, m.loading.dtype.value, self.cache)
         return self._model_key
 
     def embed(self, texts: list[str], *, role: str, max_length: int) -> tuple[np.ndarray | None, int]:

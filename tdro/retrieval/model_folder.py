@@ -1,29 +1,36 @@
-"""Which retriever `tdro eval MODEL` means, and how to use it: folder, RetrieverConfig, dtype.
+"""Which retriever `tdro eval MODEL` means, and how to use it: folder, RetrieverConfig, LoadSettings.
 
 MODEL is tried as, in order:
 1. a folder saved by tdro (`tdro_retriever.json` holds pooling, normalisation, lengths, prompts);
 2. a folder with sentence-transformers files: pooling from `1_Pooling/config.json` (via `modules.json`),
    normalisation from a `Normalize` module, max length from `sentence_bert_config.json`, fixed prefixes
-   from the `query` / `document` prompts of `config_sentence_transformers.json`;
-3. any other folder: pooling etc. must come from the options;
+   from the `query` / `document` prompts of `config_sentence_transformers.json` (prompt style none);
+3. any other folder: pooling must come from the overrides (prompt style none);
 4. a model card name in the registry (its source gives the folder, the card gives the config);
 5. a Hugging Face hub id (`owner/name`), downloaded by huggingface_hub when the user has a network.
-Options given explicitly (`ModelOptions`) override what was read. A folder with no `modules.json` is
-taken to normalise (cosine, the common default) unless `--no-normalize` says otherwise. No torch here.
+Overrides are field name -> value of `RetrieverConfig` or `LoadSettings` (`tdro eval`'s flags carry the
+same names); each is applied over what was read and validated again, so the config's own rules hold (an
+unstated `eos` follows the pooling). A folder with no `modules.json` is taken to normalise (cosine, the
+common default) unless an override says otherwise. No torch here.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError
 
-from tdro.enums import DType, EosHandling, Pooling, PromptStyle
+from tdro.enums import Pooling, PromptStyle
 from tdro.errors import UserError
-from tdro.modeling.config import RetrieverConfig
 from tdro.spec.cards import ModelCard
+from tdro.spec.errors import validation_problems
+from tdro.spec.retriever import LoadSettings, RetrieverConfig
+
+_S = TypeVar("_S", RetrieverConfig, LoadSettings)
 
 # sentence-transformers pooling flags -> our pooling; max / mean-sqrt pooling have no counterpart.
 _ST_POOLING = {
@@ -34,27 +41,11 @@ _ST_POOLING = {
 _ST_PASSAGE_PROMPTS = ("document", "passage", "corpus")
 
 
-class ModelOptions(BaseModel):
-    """What the user may state on the command line; None means "read it from the model"."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    pooling: Pooling | None = None
-    normalize: bool | None = None
-    max_length: int | None = Field(None, gt=0)  # both query and passage
-    query_prefix: str | None = None
-    passage_prefix: str | None = None
-    prompt_style: PromptStyle | None = None  # e5 puts the benchmark's instruction before each query
-    dtype: DType | None = None
-    trust_remote_code: bool = False
-
-
 @dataclass(frozen=True)
 class ResolvedModel:
     path: str  # a local folder (or a hub id transformers resolves)
     config: RetrieverConfig
-    dtype: DType
-    trust_remote_code: bool
+    loading: LoadSettings
     origin: str  # where the config came from, for messages
 
 
@@ -103,58 +94,71 @@ def sentence_transformers_settings(folder: Path, *, read_pooling: bool = True) -
     return found
 
 
-def _apply(config: RetrieverConfig, options: ModelOptions) -> RetrieverConfig:
-    update: dict = {}
-    if options.pooling is not None:
-        update["pooling"] = options.pooling
-    if options.normalize is not None:
-        update["normalize"] = options.normalize
-    if options.max_length is not None:
-        update["query_max_length"] = update["passage_max_length"] = options.max_length
-    if options.query_prefix is not None:
-        update["query_prefix"] = options.query_prefix
-    if options.passage_prefix is not None:
-        update["passage_prefix"] = options.passage_prefix
-    if options.prompt_style is not None:
-        update["prompt_style"] = options.prompt_style
-    merged = config.model_copy(update=update)
-    if merged.pooling is Pooling.last_token and merged.eos is EosHandling.none:
-        merged = merged.model_copy(update={"eos": EosHandling.append})  # append only when missing
-    return merged
+Overrides = Mapping[str, Any]  # RetrieverConfig / LoadSettings field name -> value
+
+
+def _override(settings: _S, overrides: Overrides, where: str) -> _S:
+    """`settings` with the overrides of its own fields applied, validated again (a bad one: a UserError)."""
+    update = {k: v for k, v in overrides.items() if k in type(settings).model_fields}
+    try:
+        return settings.with_overrides(update)
+    except ValidationError as exc:
+        raise UserError(*validation_problems(exc, type(settings), where)) from None
+
+
+def _check_names(overrides: Overrides) -> None:
+    known = set(RetrieverConfig.model_fields) | set(LoadSettings.model_fields)
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"not a retriever or load setting: {', '.join(unknown)}")
+
+
+def _resolved(path: str, config: RetrieverConfig, loading: LoadSettings, overrides: Overrides,
+              origin: str) -> ResolvedModel:
+    where = f"model {path}"
+    config, loading = _override(config, overrides, where), _override(loading, overrides, where)
+    return ResolvedModel(path, config, loading, origin)
+
+
+def _plain_config(path: Path, overrides: Overrides) -> tuple[RetrieverConfig, str]:
+    """A folder without tdro_retriever.json: what its sentence-transformers files say, prompt style none."""
+    settings = sentence_transformers_settings(path, read_pooling="pooling" not in overrides)
+    origin = "sentence-transformers files" if settings else "options"
+    pooling = settings.get("pooling", overrides.get("pooling"))
+    if pooling is None:
+        raise UserError(
+            f"model {path}: pooling is neither saved (no tdro_retriever.json or 1_Pooling/config.json) "
+            "nor given; pass --pooling mean|cls|last_token"
+        )
+    settings["pooling"] = pooling
+    return RetrieverConfig(prompt_style=PromptStyle.none, **settings), origin
 
 
 def resolve_folder(
-    folder: str | Path, options: ModelOptions | None = None, card: ModelCard | None = None
+    folder: str | Path, overrides: Overrides | None = None, card: ModelCard | None = None
 ) -> ResolvedModel:
-    """The config of a local folder: tdro_retriever.json, else the card, else ST files, else options."""
-    options = options or ModelOptions()
+    """The config of a local folder: tdro_retriever.json, else the card, else ST files; then overrides."""
+    overrides = dict(overrides or {})
+    _check_names(overrides)
     path = Path(folder).expanduser()
-    dtype = options.dtype or (card.dtype if card else DType.float32)
-    trust = options.trust_remote_code or bool(card and card.trust_remote_code)
+    loading = LoadSettings.of(card) if card is not None else LoadSettings()
     if RetrieverConfig.exists(path):
         base, origin = RetrieverConfig.load(path), "tdro_retriever.json"
     elif card is not None:
         base, origin = card.retriever_config(), f"model card {card.name}"
     else:
-        settings = sentence_transformers_settings(path, read_pooling=options.pooling is None)
-        origin = "sentence-transformers files" if settings else "options"
-        if "pooling" not in settings and options.pooling is None:
-            raise UserError(
-                f"model {path}: pooling is neither saved (no tdro_retriever.json or 1_Pooling/config.json) "
-                "nor given; pass --pooling mean|cls|last_token"
-            )
-        settings.setdefault("pooling", options.pooling)
-        base = RetrieverConfig(prompt_style=PromptStyle.none, **settings)
-    return ResolvedModel(str(path.resolve()), _apply(base, options), dtype, trust, origin)
+        base, origin = _plain_config(path, overrides)
+    return _resolved(str(path.resolve()), base, loading, overrides, origin)
 
 
 def resolve_model(
-    model: str, options: ModelOptions | None = None, registry_root: str | Path | None = None
+    model: str, overrides: Overrides | None = None, registry_root: str | Path | None = None
 ) -> ResolvedModel:
     """Resolve MODEL as a folder, a model card name, or a hub id (see module docstring)."""
-    options = options or ModelOptions()
+    overrides = dict(overrides or {})
+    _check_names(overrides)
     if Path(model).expanduser().is_dir():
-        return resolve_folder(model, options)
+        return resolve_folder(model, overrides)
     from tdro.spec.registry import Registry
 
     card = None
@@ -169,12 +173,11 @@ def resolve_model(
 
         path = resolve_model_path(card.source)
         if Path(path).is_dir():
-            return resolve_folder(path, options, card)
-        config = _apply(card.retriever_config(), options)
-        dtype = options.dtype or card.dtype
-        return ResolvedModel(path, config, dtype, card.trust_remote_code, f"model card {model}")
+            return resolve_folder(path, overrides, card)
+        origin = f"model card {model}"
+        return _resolved(path, card.retriever_config(), LoadSettings.of(card), overrides, origin)
     if model.count("/") == 1 and not model.startswith((".", "/", "~")):
-        return resolve_folder(_download(model), options)
+        return resolve_folder(_download(model), overrides)
     raise UserError(f"model {model!r}: not a folder, not a model card name, not a hub id (owner/name)")
 
 

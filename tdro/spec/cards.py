@@ -1,5 +1,6 @@
 """Registry cards: datasets, models and benchmarks, as YAML files validated by pydantic.
 
+A model card extends the retriever settings (`tdro.spec.retriever`), so its YAML lists them flat.
 A card's relative paths are resolved against the current directory; a card may use omegaconf
 interpolation such as `${oc.env:TDRO_DATA,data}` so that users set their data root once.
 """
@@ -11,9 +12,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tdro.enums import DataFormat, DType, EosHandling, PaddingSide, Pooling, PromptStyle
-from tdro.modeling.config import RetrieverConfig
+from tdro.enums import DataFormat
 from tdro.spec.identity import RUN_ONLY
+from tdro.spec.retriever import LoadSettings, RetrieverConfig
 
 
 class _Card(BaseModel):
@@ -61,36 +62,14 @@ class ModelSource(_Card):
         return f"hub:{self.hub_id}" + (f"@{self.revision}" if self.revision else "")
 
 
-class ModelCard(_Card):
+class ModelCard(_Card, RetrieverConfig, LoadSettings):
+    """A base model: its name and source, the retriever settings (`RetrieverConfig`'s fields, flat) and how
+    its weights are loaded (`LoadSettings`'s fields). The EOS rule is RetrieverConfig's."""
+
     name: Annotated[str, RUN_ONLY]  # a label
     # where the weights are; stage files carry what identifies them instead (`model_weights`)
     source: Annotated[ModelSource, RUN_ONLY]
-    pooling: Pooling
-    normalize: bool = True
-    query_max_length: int = Field(128, gt=0)
-    passage_max_length: int = Field(512, gt=0)
-    eos: EosHandling = EosHandling.none
-    padding_side: PaddingSide = PaddingSide.right
-    prompt_style: PromptStyle = PromptStyle.e5
-    query_prefix: str = ""
-    passage_prefix: str = ""
-    dtype: DType = DType.float32  # weights are loaded in this dtype; mixed precision is separate
-    trust_remote_code: bool = False
     gradient_checkpointing: bool = False
-
-    @model_validator(mode="after")
-    def _eos_for_last_token(self) -> ModelCard:
-        if self.pooling is Pooling.last_token and self.eos is EosHandling.none:
-            raise ValueError("last_token pooling needs eos: append or tokenizer")
-        return self
-
-    def retriever_config(self) -> RetrieverConfig:
-        return RetrieverConfig(
-            pooling=self.pooling, normalize=self.normalize, query_max_length=self.query_max_length,
-            passage_max_length=self.passage_max_length, eos=self.eos, padding_side=self.padding_side,
-            prompt_style=self.prompt_style, query_prefix=self.query_prefix,
-            passage_prefix=self.passage_prefix,
-        )
 
 
 class BenchmarkCard(_Card):

@@ -26,6 +26,7 @@ from tdro.enums import (
 )
 from tdro.spec.cards import ModelCard
 from tdro.spec.identity import RUN_ONLY
+from tdro.spec.search import SearchConfig
 
 METRIC_PATTERN = re.compile(r"^(ndcg|recall|mrr|map|precision)@(\d+)$")
 
@@ -133,13 +134,11 @@ class TransferSpec(_Section):
         return self.mode.value
 
 
-class EvaluateSpec(_Section):
+class EvaluateSpec(_Section, SearchConfig):
+    """The benchmarks and metrics, and how they are searched (SearchConfig's fields, flat)."""
+
     benchmarks: list[str] = Field(default_factory=list)  # benchmark card names
     metrics: list[str] = Field(default_factory=lambda: ["ndcg@10", "recall@100"])
-    top_k: int = Field(1000, gt=0)
-    ignore_identical_ids: bool = False  # for every benchmark; a card can turn it on for its own (ArguAna)
-    batch_size: Annotated[int, RUN_ONLY] = Field(128, gt=0)
-    chunk_size: Annotated[int, RUN_ONLY] = Field(100_000, gt=0)  # corpus vectors searched at a time
 
     @field_validator("metrics")
     @classmethod

@@ -14,6 +14,7 @@ the object that is hashed is the object the job receives (marin's executor works
 
 Worked example (two stage files differing only in a run-only field share an id):
 
+    >>> from typing import Annotated
     >>> from pydantic import BaseModel
     >>> class Step(BaseModel):
     ...     lr: float
