@@ -1,12 +1,14 @@
-"""`tdro weights import|export`: convert between our stage-1 `weights.json` and the reference JSON files.
+"""`tdro weights import|export`: convert stage-1 mixture weights (alpha) between our `weights.json` and
+the JSON files of the reference code (`domain_ids`, `domain_weights`, `size`, `epoch`).
 
-Mounted by the lead as `tdro weights ...`. Pure file work: no torch. Problems raise `UserError` (one line),
-which the main CLI prints before exiting with code 2.
+Pure file work: no torch. Problems raise `UserError` (one line each); the boundary (`tdro.cli.boundary`)
+prints them and exits with code 2.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -25,20 +27,18 @@ from tdro.weights_file import (
     write_weights_file,
 )
 
-app = typer.Typer(help="Import and export stage-1 weights in the reference implementation's JSON format.")
+app = typer.Typer(help="Import and export stage-1 mixture weights in the reference code's JSON format.")
 
 
 @app.command("import")
 def import_(
-    files: list[Path] = typer.Argument(
-        ..., help="Reference weight files; curr/mean/ema are told by name ({curr,mean,ema}_weights.json)."
-    ),
-    out: Path = typer.Option(..., "--out", "-o", help="Our weights.json to write."),
-    source: WeightSource | None = typer.Option(
-        None, help="Which snapshot a single file holds, when its name does not say."
-    ),
+    files: Annotated[list[Path], typer.Argument(
+        help="Reference weight files; curr/mean/ema are told by name ({curr,mean,ema}_weights.json).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Our weights.json to write.")],
+    source: Annotated[WeightSource | None, typer.Option(
+        help="Which snapshot a single file holds, when its name does not say.")] = None,
 ) -> None:
-    """Read reference weight JSON files (domain_ids, domain_weights, size, epoch) into our weights.json."""
+    """Read the reference code's weight files (domain_ids, domain_weights, size, epoch) into weights.json."""
     weights = import_reference(files, source=source)
     write_weights_file(out, weights)
     snapshots = ", ".join(s.value for s in WeightSource if getattr(weights, s.value) is not None)
@@ -51,18 +51,17 @@ def _is_dir_target(out: Path) -> bool:
 
 @app.command("export")
 def export(
-    weights_file: Path = typer.Argument(..., help="Our stage-1 weights.json (or one made by `import`)."),
-    out: Path = typer.Option(
-        ..., "--out", "-o", help="A .json file, or a folder that gets the reference file name(s)."
-    ),
-    source: WeightSource = typer.Option(WeightSource.curr, help="Which snapshot to export."),
-    transfer: TransferMode | None = typer.Option(
-        None, help="Export a stage-2 mixture instead of the raw snapshot (top_percent, reweight, uniform)."
-    ),
-    percent: float | None = typer.Option(None, help="P for --transfer top_percent (top70: 70)."),
-    all_files: bool = typer.Option(
-        False, "--all", help="Write every file the reference writes (curr/mean/ema, top20..top90) into --out."
-    ),
+    weights_file: Annotated[Path, typer.Argument(help="Our stage-1 weights.json (or one made by `import`).")],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="A .json file, or a folder that gets the reference file name(s).")],
+    source: Annotated[WeightSource, typer.Option(help="Which snapshot to export.")] = WeightSource.curr,
+    transfer: Annotated[TransferMode | None, typer.Option(
+        help="Export a stage-2 mixture instead of the raw snapshot (top_percent, reweight, uniform)."),
+    ] = None,
+    percent: Annotated[float | None, typer.Option(help="P for --transfer top_percent (top70: 70).")] = None,
+    all_files: Annotated[bool, typer.Option(
+        "--all", help="Write every file the reference code writes (curr/mean/ema, top20..top90) into --out.")
+    ] = False,
 ) -> None:
     """Write reference-format weight JSON (epoch = w * S / size; top-P re-indexed by descending alpha)."""
     weights = read_weights_file(weights_file)
@@ -73,16 +72,16 @@ def export(
             raise UserError("weights export: --all writes a fixed set; drop --transfer/--percent")
         files = reference_file_set(weights)
     else:
-        spec = None
+        rule = None
         if transfer is not None:
             try:
-                spec = TransferSpec(mode=transfer, percent=percent, source=source)
+                rule = TransferSpec(mode=transfer, percent=percent, source=source)
             except ValidationError as exc:
                 raise UserError(f"weights export: {exc.errors()[0]['msg']}") from None
         elif percent is not None:
             raise UserError("weights export: --percent needs --transfer top_percent")
-        obj = export_reference(weights.snapshot(source), weights.sizes, transfer=spec)
-        name = reference_file_name(source, spec)
+        obj = export_reference(weights.snapshot(source), weights.sizes, transfer=rule)
+        name = reference_file_name(source, rule)
         if not _is_dir_target(out):
             write_json_atomic(out, dump_reference(obj))
             typer.echo(f"wrote {out}")
