@@ -33,16 +33,16 @@ app = typer.Typer(help="Import and export stage-1 mixture weights in the referen
 @app.command("import")
 def import_(
     files: Annotated[list[Path], typer.Argument(
-        help="Reference weight files; curr/mean/ema are told by name ({curr,mean,ema}_weights.json).")],
+        help="The reference code's alpha files; curr/mean/ema told by name ({curr,mean,ema}_weights.json).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Our weights.json to write.")],
     source: Annotated[WeightSource | None, typer.Option(
         help="Which snapshot a single file holds, when its name does not say.")] = None,
 ) -> None:
     """Read the reference code's weight files (domain_ids, domain_weights, size, epoch) into weights.json."""
-    weights = import_reference(files, source=source)
-    write_weights_file(out, weights)
-    snapshots = ", ".join(s.value for s in WeightSource if getattr(weights, s.value) is not None)
-    typer.echo(f"wrote {out} ({len(weights.datasets)} datasets; {snapshots})")
+    alpha = import_reference(files, source=source)
+    write_weights_file(out, alpha)
+    snapshots = ", ".join(s.value for s in WeightSource if getattr(alpha, s.value) is not None)
+    typer.echo(f"wrote {out} ({len(alpha.datasets)} datasets; {snapshots})")
 
 
 def _is_dir_target(out: Path) -> bool:
@@ -53,7 +53,7 @@ def _is_dir_target(out: Path) -> bool:
 def export(
     weights_file: Annotated[Path, typer.Argument(help="Our stage-1 weights.json (or one made by `import`).")],
     out: Annotated[Path, typer.Option(
-        "--out", "-o", help="A .json file, or a folder that gets the reference file name(s).")],
+        "--out", "-o", help="A .json file, or a folder that gets the reference code's file name(s).")],
     source: Annotated[WeightSource, typer.Option(help="Which snapshot to export.")] = WeightSource.curr,
     transfer: Annotated[TransferMode | None, typer.Option(
         help="Export a stage-2 mixture instead of the raw snapshot (top_percent, reweight, uniform)."),
@@ -63,14 +63,14 @@ def export(
         "--all", help="Write every file the reference code writes (curr/mean/ema, top20..top90) into --out.")
     ] = False,
 ) -> None:
-    """Write reference-format weight JSON (epoch = w * S / size; top-P re-indexed by descending alpha)."""
-    weights = read_weights_file(weights_file)
-    if weights.sizes is None:
+    """Write alpha as the reference code's JSON (epoch = w * S / size; top-P re-indexed, alpha descending)."""
+    alpha = read_weights_file(weights_file)
+    if alpha.sizes is None:
         raise UserError(f"{weights_file}: sizes: missing; the reference format needs dataset sizes")
     if all_files:
         if transfer is not None or percent is not None:
             raise UserError("weights export: --all writes a fixed set; drop --transfer/--percent")
-        files = reference_file_set(weights)
+        files = reference_file_set(alpha)
     else:
         rule = None
         if transfer is not None:
@@ -80,7 +80,7 @@ def export(
                 raise UserError(f"weights export: {exc.errors()[0]['msg']}") from None
         elif percent is not None:
             raise UserError("weights export: --percent needs --transfer top_percent")
-        obj = export_reference(weights.snapshot(source), weights.sizes, transfer=rule)
+        obj = export_reference(alpha.snapshot(source), alpha.sizes, transfer=rule)
         name = reference_file_name(source, rule)
         if not _is_dir_target(out):
             write_json_atomic(out, dump_reference(obj))
