@@ -92,7 +92,7 @@ def cached_run(root: Path, repeats: int) -> float:
         fake_outputs(stage)
     env = {**os.environ, "TDRO_REGISTRY": str(root / "registry"), "WANDB_MODE": "disabled",
            "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "tdro.runner_cli", "run", str(spec)]
+    command = [sys.executable, "-m", "tdro", "run", str(spec)]
     subprocess.run(command, env=env, check=True, capture_output=True)  # first: ingests the folders
     return timed(lambda: subprocess.run(command, env=env, check=True, capture_output=True), repeats)
 

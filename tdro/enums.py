@@ -1,7 +1,9 @@
-"""Every closed choice in tdro, as string enums.
+"""Closed choices that a spec, a card, a stage file or the command line names, as string enums.
 
-Shared by the control plane (specs, plans, catalog) and the work plane (stages), so it imports nothing
-but the standard library.
+Shared by the control plane (specs, plans, catalog, the CLI) and the work plane (stages), so it imports
+nothing but the standard library. States that only one module produces stay with it: a stage's plan
+status (`tdro.plan.graph.Status`), a stage's run outcome (`tdro.plan.runner.Outcome`) and the demo
+collection's domain kinds (`tdro.data.demo.Kind`).
 """
 
 from enum import StrEnum
@@ -56,15 +58,15 @@ class Measure(StrEnum):
 class RatioMode(StrEnum):
     """How `loss_over_ref` forms its ratio."""
 
-    per_sample_l1 = "per_sample_l1"  # the reference implementation: l_i * sum(ref) / ref_i
+    per_sample_l1 = "per_sample_l1"  # the reference code: l_i * sum(ref) / ref_i
     domain_means = "domain_means"  # mean proxy loss of a domain over mean reference loss
 
 
 class SampleOrder(StrEnum):
-    """Which query groups stage 1 draws, relative to the ones stage 0 trained the reference on."""
+    """Which query groups stage 1 draws, relative to the ones stage 0 trained the reference model on."""
 
     independent = "independent"  # a sequence of its own, drawn from a seed derived for stage 1
-    as_reference = "as_reference"  # the reference code: stage 0's seed, so stage 1 replays its batches
+    as_reference = "as_reference"  # stage 0's seed, so stage 1 replays its batches (the reference code)
 
 
 class TransferMode(StrEnum):
@@ -112,3 +114,18 @@ class StageKind(StrEnum):
 
 class DataFormat(StrEnum):
     jsonl = "jsonl"
+
+
+class OutputFormat(StrEnum):
+    """How `tdro plan` and `tdro eval` print their answer (`--format`)."""
+
+    table = "table"
+    json = "json"
+
+
+class RowsFormat(StrEnum):
+    """How `tdro sql` prints the rows of a query (`--format`)."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"

@@ -111,7 +111,7 @@ def test_two_concurrent_runners_both_land(spec: Path, tmp_path: Path) -> None:
     env = {**os.environ, "TDRO_REGISTRY": str(tmp_path / "registry"), "PYTHONPATH": str(REPO)}
     db = tmp_path / "catalog.duckdb"
     with open_catalog(db):  # hold the lock while both start: each must wait and retry
-        procs = [subprocess.Popen([sys.executable, "-m", "tdro.runner_cli", "run", str(p), *SWEEP], env=env,
+        procs = [subprocess.Popen([sys.executable, "-m", "tdro", "run", str(p), *SWEEP], env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for p in specs]
         time.sleep(1.5)
     outs = [p.communicate(timeout=120)[0] for p in procs]

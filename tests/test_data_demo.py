@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from tdro.data.cli import app
+from tdro.cli.data import app
 from tdro.data.demo import (
     DEMO_BENCHMARKS,
     DEMO_DATASETS,

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tdro.data.cli import app
+from tdro.cli import main
+from tdro.cli.data import app
 from tdro.data.reader import JsonlReader
-from tdro.errors import UserError
+from tdro.errors import USER_ERROR_EXIT_CODE, UserError
 
 
 def group(q: str, pos: list, neg: list | None = None) -> dict:
@@ -165,9 +166,11 @@ def test_data_check_command_reports_rows_lengths_and_problems(tmp_path, monkeypa
     assert f"{bad}:2: no positive passages" in result.output
     assert "rows" in result.output
 
-    result = CliRunner().invoke(app, ["check", str(tmp_path / "nope.jsonl")])
-    assert result.exit_code == 2
-    assert "no such file or folder" in result.output
+
+def test_data_check_of_a_missing_path_is_one_line_with_exit_code_2(tmp_path, capsys):
+    assert main(["data", "check", str(tmp_path / "nope.jsonl")]) == USER_ERROR_EXIT_CODE
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "no such file or folder" in lines[0], lines
 
 
 def test_reader_refuses_data_that_differs_from_its_stage_file(tmp_path: Path) -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tdro.cli import main
 from tdro.enums import Backend, MixedPrecision, StageKind
 from tdro.plan.emit import emit
 from tdro.plan.graph import build_plan
 from tdro.plan.launch import accelerate_config, launch_args
-from tdro.runner_cli import main
 from tdro.spec.experiment import ResourcesSpec
 from tests.runner_project import load, write_project_with_model_folder
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from tdro.cli import main
 from tdro.plan.graph import build_plan
 from tdro.plan.runner import Runner
-from tdro.runner_cli import main
 from tests.runner_project import fake_outputs, load, write_project
 
 WEIGHTS = {"loss": {"alpha": 0.5, "beta": 0.3, "gamma": 0.2},

@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from tdro.catalog.query import Rows, run_sql
+from tdro.cli import main
 from tdro.plan.graph import build_plan
 from tdro.plan.runner import Outcome, Runner, results_table
-from tdro.runner_cli import main
 from tests.runner_project import REPO, load, write_project
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> di
     root = tmp_path_factory.mktemp("e2e")
     spec = write_project(root, tiny_bert_dir)
     runs = root / "runs"
-    first = subprocess.Popen([sys.executable, "-m", "tdro.runner_cli", "run", str(spec)], env=_env(root),
+    first = subprocess.Popen([sys.executable, "-m", "tdro", "run", str(spec)], env=_env(root),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 240
     while not list(runs.glob("optimize-*.partial/stage.log")):
@@ -79,7 +79,7 @@ def test_an_interrupted_run_resumes_only_the_missing_stages(project: dict) -> No
 def test_a_second_run_runs_nothing_and_loads_no_model(project: dict) -> None:
     root, spec = project["root"], project["spec"]
     logs = {p: p.stat().st_mtime_ns for p in root.joinpath("runs").glob("*/stage.log")}
-    code = ("import sys; from tdro.runner_cli import main; rc = main(['run', sys.argv[1]]); "
+    code = ("import sys; from tdro.cli import main; rc = main(['run', sys.argv[1]]); "
             "print('torch imported' if 'torch' in sys.modules else 'no torch'); sys.exit(rc)")
     done = subprocess.run([sys.executable, "-c", code, str(spec)], env=_env(root), capture_output=True,
                           text=True, timeout=120)

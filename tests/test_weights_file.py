@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tdro.cli.weights import app
 from tdro.enums import TransferMode, WeightSource
 from tdro.errors import UserError
 from tdro.spec.experiment import TransferSpec
-from tdro.weights_cli import app
 from tdro.weights_file import (
     REFERENCE_TOP_PERCENTS,
     dump_reference,

@@ -11,7 +11,6 @@ import io
 import json
 from dataclasses import dataclass
 from datetime import date, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,6 @@ import duckdb
 
 from tdro.catalog.connection import DEFAULT_LOCK_TIMEOUT, open_catalog
 from tdro.errors import UserError
-
-
-class OutputFormat(StrEnum):
-    table = "table"
-    csv = "csv"
-    json = "json"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from collections.abc import Callable
 
 import duckdb
 
+from tdro.errors import UserError
+
 Migration = Callable[[duckdb.DuckDBPyConnection], None]
 
 
@@ -117,8 +119,6 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     """Bring the catalog to SCHEMA_VERSION, each migration in its own transaction. Returns the version."""
     version = current_version(con)
     if version > SCHEMA_VERSION:
-        from tdro.errors import UserError
-
         raise UserError(f"catalog schema version {version} is newer than this tdro ({SCHEMA_VERSION})")
     while version < SCHEMA_VERSION:
         con.execute("BEGIN TRANSACTION")

@@ -15,6 +15,7 @@ data paths exist).
 
 from __future__ import annotations
 
+import copy
 import itertools
 import types
 import typing
@@ -263,7 +264,7 @@ def load_experiment(
     arms: list[Arm] = []
     names: set[str] = set()
     for explicit, assignment in _arm_assignments(spec, where):
-        data = read_yaml_roundtrip(cast(dict[str, Any], resolved))
+        data = copy.deepcopy(cast(dict[str, Any], resolved))  # each arm edits its own copy
         data.pop("sweep", None)
         for key, value in assignment.items():
             _set_dotted(data, key, value)
@@ -275,13 +276,6 @@ def load_experiment(
         model, datasets, benchmarks = _resolve_cards(arm_spec, registry, where, check_data)
         arms.append(Arm(name, assignment, arm_spec, model, datasets, benchmarks))
     return Experiment(spec=spec, path=path, resolved=resolved, arms=arms, registry=registry)  # type: ignore[arg-type]
-
-
-def read_yaml_roundtrip(data: dict[str, Any]) -> dict[str, Any]:
-    """A deep copy of plain data (lists and dicts)."""
-    import copy
-
-    return copy.deepcopy(data)
 
 
 __all__ = ["Arm", "Experiment", "key_problem", "load_experiment", "read_yaml", "arm_name"]

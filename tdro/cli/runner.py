@@ -1,53 +1,39 @@
-"""`tdro plan | run | status | sql | report`: the runner's commands (mounted at the top level of `tdro`).
+"""`tdro plan | run | status | sql | report`: the runner's commands, mounted at the top level of `tdro`.
 
 Control plane only: nothing here imports torch, transformers or faiss, so a fully cached `tdro run`
-answers in about a second. Run as `python -m tdro.runner_cli ...` too (same exit codes: 2 on a user error).
+answers in about a second. The report's plotting library is imported inside `tdro report` only.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tdro.catalog.query import OutputFormat, cell, run_sql, to_csv, to_json
-from tdro.errors import USER_ERROR_EXIT_CODE, UserError
+from tdro.catalog.query import cell, run_sql, to_csv, to_json
+from tdro.cli.arguments import CatalogOpt, OverridesArg, SpecArg
+from tdro.cli.console import console, err_console
+from tdro.enums import OutputFormat, RowsFormat
+from tdro.errors import INTERRUPTED_EXIT_CODE
+from tdro.plan.emit import emit as emit_scripts
+from tdro.plan.graph import build_plan
+from tdro.plan.launch import gpu_available
+from tdro.plan.runner import Outcome, Runner, results_table, stage_command
+from tdro.spec.load import load_experiment
 
 app = typer.Typer(help="Plan, run and inspect experiments.", add_completion=False,
                   pretty_exceptions_enable=False)
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_CATALOG = "catalog.duckdb"
-SpecArg = Annotated[Path, typer.Argument(help="Experiment spec YAML, e.g. experiments/demo.yaml.")]
-OverridesArg = Annotated[
-    list[str] | None,
-    typer.Argument(help="Dotted overrides key=value, e.g. dro.eta=0.05 train.steps=5.", show_default=False),
-]
-CatalogOpt = Annotated[
-    Path | None,
-    typer.Option("--catalog", envvar="TDRO_CATALOG",
-                 help="DuckDB catalog file (default: the spec's output.catalog, else catalog.duckdb)."),
-]
-
-
-class PlanFormat(StrEnum):
-    table = "table"
-    json = "json"
 
 
 def _plan(spec: Path, overrides: list[str] | None, catalog: Path | None):  # type: ignore[no-untyped-def]
-    from tdro.plan.graph import build_plan
-    from tdro.spec.load import load_experiment
-
     return build_plan(load_experiment(spec, overrides or []), catalog=catalog)
 
 
@@ -57,8 +43,6 @@ def _catalog(catalog: Path | None) -> Path:
 
 def plan_rows(plan, *, gpu: bool) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
     """The plan as plain data: what `tdro plan --format json` prints."""
-    from tdro.plan.runner import stage_command
-
     port = plan.stages[0].resources.main_process_port if plan.stages else None
     return [
         {
@@ -74,7 +58,7 @@ def plan_rows(plan, *, gpu: bool) -> list[dict[str, object]]:  # type: ignore[no
 def plan(
     spec: SpecArg,
     overrides: OverridesArg = None,
-    format: Annotated[PlanFormat, typer.Option("--format", help="table or json.")] = PlanFormat.table,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
     emit: Annotated[Path | None, typer.Option(
         "--emit", help="Write launch scripts (shell + Slurm) for the stages to run into this folder "
         "instead of running them.")] = None,
@@ -84,18 +68,14 @@ def plan(
 
     Example: tdro plan experiments/demo.yaml dro.eta=0.05 --format json
     """
-    from tdro.plan.launch import gpu_available
-
     the_plan = _plan(spec, overrides, catalog)
     if emit is not None:
-        from tdro.plan.emit import emit as emit_scripts
-
         written = emit_scripts(the_plan, emit)
         console.print(f"{len(written.shell)} stage scripts in {emit} (run_all.sh), "
                       f"Slurm batch files in {emit / 'slurm'} (submit_all.sh)")
         return
     rows = plan_rows(the_plan, gpu=gpu_available())
-    if format is PlanFormat.json:
+    if format is OutputFormat.json:
         print(json.dumps(rows, indent=2))
         return
     title = f"{the_plan.experiment}: {len(rows)} stages"
@@ -118,28 +98,28 @@ def run(
     A failed stage stops only its dependants; its log path and last lines are printed and the exit code
     is 1. Running again resumes it from its checkpoint. Example: tdro run experiments/demo.yaml
     """
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from tdro.plan.runner import Outcome, Runner, results_table
-
     the_plan = _plan(spec, overrides, catalog)
     todo = sum(1 for s in the_plan.stages if s.status.value == "run")
     progress_columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                         TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
-    with Progress(*progress_columns, console=err_console, transient=True) as bar:
-        description = f"{the_plan.experiment}: {todo} of {len(the_plan.stages)} stages to run"
-        task = bar.add_task(description, total=todo)
+    try:
+        with Progress(*progress_columns, console=err_console, transient=True) as bar:
+            description = f"{the_plan.experiment}: {todo} of {len(the_plan.stages)} stages to run"
+            task = bar.add_task(description, total=todo)
 
-        def on_event(event: str, stage, outcome) -> None:  # type: ignore[no-untyped-def]
-            if event == "start":
-                bar.update(task, description=f"{stage.name} ({', '.join(stage.arms)})")
-            elif outcome.outcome is not Outcome.cached:
-                bar.advance(task)
-                colour = {"done": "green", "failed": "red", "skipped": "yellow"}[outcome.outcome.value]
-                bar.console.print(f"[{colour}]{outcome.outcome.value}[/{colour}] {stage.name} "
-                                  f"{outcome.seconds:.1f}s {outcome.reason}")
+            def on_event(event: str, stage, outcome) -> None:  # type: ignore[no-untyped-def]
+                if event == "start":
+                    bar.update(task, description=f"{stage.name} ({', '.join(stage.arms)})")
+                elif outcome.outcome is not Outcome.cached:
+                    bar.advance(task)
+                    colour = {"done": "green", "failed": "red", "skipped": "yellow"}[outcome.outcome.value]
+                    bar.console.print(f"[{colour}]{outcome.outcome.value}[/{colour}] {stage.name} "
+                                      f"{outcome.seconds:.1f}s {outcome.reason}")
 
-        report = Runner(the_plan, on_event=on_event).run()
+            report = Runner(the_plan, on_event=on_event).run()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the runner has stopped the job it was waiting for
+        err_console.print("interrupted: finished stages are kept; run again to resume")
+        raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
     columns, body = results_table(report.results)
     if body:
         table = Table(title=f"{the_plan.experiment}: results")
@@ -188,8 +168,8 @@ def sql(
     query: Annotated[str, typer.Argument(help="A SQL query; the views results, weights and trajectory "
                                           "answer most questions.")],
     format: Annotated[
-        OutputFormat, typer.Option("--format", help="table, csv or json.")
-    ] = OutputFormat.table,
+        RowsFormat, typer.Option("--format", help="table, csv or json.")
+    ] = RowsFormat.table,
     catalog: CatalogOpt = None,
 ) -> None:
     """Query the catalog read-only.
@@ -197,9 +177,9 @@ def sql(
     Example: tdro sql "SELECT measure, transfer, avg(value) FROM results GROUP BY ALL" --format csv
     """
     rows = run_sql(_catalog(catalog), query)
-    if format is OutputFormat.csv:
+    if format is RowsFormat.csv:
         sys.stdout.write(to_csv(rows))
-    elif format is OutputFormat.json:
+    elif format is RowsFormat.json:
         print(to_json(rows))
     else:
         table = Table(*rows.columns)
@@ -215,38 +195,9 @@ def report(
     out: Annotated[Path | None, typer.Option(
         "--out", help="Folder for report.md and the PNGs (default runs/reports/<experiment>/).")] = None,
 ) -> None:
-    """Write report.md with PNG plots: alpha trajectories, final weights, metric per arm and benchmark."""
+    """Write report.md with PNG plots: alpha trajectories, final alpha, metric per arm and benchmark."""
     from tdro.report import write_report
 
     t0 = time.monotonic()
     path = write_report(_catalog(catalog), experiment, out)
     console.print(f"{path} ({time.monotonic() - t0:.1f}s)")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run these commands standalone; user errors print one line each and return 2."""
-    import click
-
-    try:
-        # Without standalone mode click returns (not raises) the code of typer.Exit and of an interrupt.
-        code = app(args=argv, standalone_mode=False)
-    except UserError as exc:
-        for line in exc.problems:
-            err_console.print(f"[red]error:[/red] {line}", highlight=False)
-        return USER_ERROR_EXIT_CODE
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        err_console.print("interrupted: finished stages are kept; run again to resume")
-        return 130
-    except click.ClickException as exc:
-        exc.show()
-        return USER_ERROR_EXIT_CODE
-    if code == 130:
-        err_console.print("interrupted: finished stages are kept; run again to resume")
-    return code if isinstance(code, int) else 0
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    sys.exit(main())

@@ -1,43 +1,36 @@
-"""`tdro data ...`: check a training file or folder; write the demo collection.
+"""`tdro data check | demo`: check a training file or folder; write the demo collection.
 
-A typer app (`app`) that the main CLI mounts as `tdro data`. Exit codes: 0 clean, 1 when `check` finds
-bad lines, 2 for a user error (missing path).
+Mounted as `tdro data`. Exit codes: 0 clean, 1 when `check` finds bad lines, 2 for a user error (a
+missing path), printed by the boundary (`tdro.cli.boundary`). The data modules (work plane) are imported
+inside the commands only.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from tdro.errors import USER_ERROR_EXIT_CODE, UserError
-
 app = typer.Typer(help="Training data: validate files, write the demo collection.", no_args_is_help=True)
-
-
-def _fail(err: UserError) -> None:
-    console = Console(stderr=True)
-    for problem in err.problems:
-        console.print(f"[red]error:[/red] {problem}", highlight=False, soft_wrap=True)
-    raise typer.Exit(USER_ERROR_EXIT_CODE)
 
 
 @app.command()
 def check(
-    path: Path = typer.Argument(..., help="A training JSONL file, or a folder of *.jsonl files read as one."),
-    max_problems: int = typer.Option(20, help="How many bad lines to list (all are counted)."),
-    max_rows: int = typer.Option(100_000, help="Rows measured for the mean lengths (evenly spaced)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON instead of a table."),
+    path: Annotated[Path, typer.Argument(
+        help="A training JSONL file, or a folder of *.jsonl files read as one.")],
+    max_problems: Annotated[int, typer.Option(help="How many bad lines to list (all are counted).")] = 20,
+    max_rows: Annotated[int, typer.Option(
+        help="Rows measured for the mean lengths (evenly spaced).")] = 100_000,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the summary as JSON instead of a table.")] = False,
 ) -> None:
     """Validate every line of PATH and print rows, mean lengths and bad lines (file:line: reason)."""
     from tdro.data.check import summarize
 
-    try:
-        summary = summarize(path, max_rows=max_rows)
-    except UserError as err:
-        _fail(err)
+    summary = summarize(path, max_rows=max_rows)
     console = Console(highlight=False, soft_wrap=True)
     if as_json:
         console.print_json(summary.model_dump_json())
@@ -62,7 +55,7 @@ def check(
 
 @app.command()
 def demo(
-    folder: Path = typer.Argument(Path("demo_data"), help="Where to write train/ and test/."),
+    folder: Annotated[Path, typer.Argument(help="Where to write train/ and test/.")] = Path("demo_data"),
 ) -> None:
     """Write the generated demo collection (8 training domains, one BEIR test set each) into FOLDER."""
     from tdro.data.demo import write_demo_collection
