@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tdro.cli import main
+from tdro.cli.eval import app
 from tdro.enums import EosHandling, Pooling, PromptStyle
 from tdro.retrieval.beir import load_beir
 from tdro.retrieval.cache import EmbeddingCache, model_identity
-from tdro.retrieval.cli import app
 from tdro.retrieval.encode import encode_texts
 from tdro.retrieval.evaluator import Evaluator, SearchSettings
 from tdro.retrieval.metrics import parse_metrics
@@ -144,16 +145,26 @@ def test_model_and_search_flags_carry_the_field_names() -> None:
     assert fields <= flags
 
 
-def test_cli_user_errors_exit_2(tmp_path: Path, minilm_dir: Path, tiny_bert_dir: Path) -> None:
-    runner = CliRunner()
-    missing = runner.invoke(app, [str(minilm_dir), str(tmp_path / "nope")])
-    assert missing.exit_code == 2
-    assert missing.stderr.strip() == f"error: {tmp_path / 'nope'}: no such benchmark folder"
-    no_pooling = runner.invoke(app, [str(tiny_bert_dir), str(FIXTURE)])
-    assert no_pooling.exit_code == 2 and len(no_pooling.stderr.strip().splitlines()) == 1
-    assert "--pooling" in no_pooling.stderr
-    bad_metric = runner.invoke(app, [str(minilm_dir), str(FIXTURE), "--metrics", "ndcg@10,f1"])
-    assert bad_metric.exit_code == 2 and "--metrics: unknown metric(s) 'f1'" in bad_metric.stderr
+def _user_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """The one error line of `tdro eval ARGS`, which must exit with code 2."""
+    assert main(["eval", *args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_missing_benchmark_folder_is_one_line(tmp_path: Path, minilm_dir: Path, capsys) -> None:
+    line = _user_error(capsys, str(minilm_dir), str(tmp_path / "nope"))
+    assert line == f"error: {tmp_path / 'nope'}: no such benchmark folder"
+
+
+def test_plain_folder_without_pooling_asks_for_it(tiny_bert_dir: Path, capsys) -> None:
+    assert "--pooling" in _user_error(capsys, str(tiny_bert_dir), str(FIXTURE))
+
+
+def test_unknown_metric_is_named(minilm_dir: Path, capsys) -> None:
+    line = _user_error(capsys, str(minilm_dir), str(FIXTURE), "--metrics", "ndcg@10,f1")
+    assert "--metrics: unknown metric(s) 'f1'" in line
 
 
 def test_sorted_encoding_keeps_input_order(tiny_decoder_dir: Path) -> None:

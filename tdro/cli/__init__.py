@@ -1,7 +1,7 @@
 """The `tdro` command: one package, one module per command group, one error boundary.
 
 - `app`: the root typer app and `tdro validate` (`tdro.cli.app`), with the groups mounted on it:
-  `tdro.cli.runner` (plan, run, status, sql, report), `tdro.retrieval.cli` (eval), `tdro.cli.data`
+  `tdro.cli.runner` (plan, run, status, sql, report), `tdro.cli.eval` (eval), `tdro.cli.data`
   (`tdro data ...`) and `tdro.cli.weights` (`tdro weights ...`).
 - `main(argv)`: run a command and return its exit code; `run()`: the console entry point (`tdro`,
   and `python -m tdro`). Errors end in `tdro.cli.boundary` (one line each, exit code 2).

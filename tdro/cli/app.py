@@ -3,7 +3,7 @@
 Control plane: nothing imported here at module level imports torch, transformers or faiss, so
 `tdro validate` and `tdro plan` answer in a second or two; the work plane is imported only inside the
 commands that do work (`eval`, `data`). Groups: `tdro.cli.runner` (plan, run, status, sql, report, at the
-top level), `tdro.retrieval.cli` (eval, at the top level), `tdro.cli.data` (`tdro data ...`) and
+top level), `tdro.cli.eval` (eval, at the top level), `tdro.cli.data` (`tdro data ...`) and
 `tdro.cli.weights` (`tdro weights ...`).
 """
 
@@ -15,10 +15,10 @@ import typer
 from rich.table import Table
 
 from tdro.cli import data, runner, weights
+from tdro.cli import eval as eval_cli
 from tdro.cli.arguments import OverridesArg, SpecArg
 from tdro.cli.console import console
 from tdro.errors import UserError
-from tdro.retrieval import cli as retrieval_cli
 
 app = typer.Typer(
     name="tdro",
@@ -97,7 +97,7 @@ def _mount_commands(group: typer.Typer) -> None:
 
 
 _mount_commands(runner.app)
-_mount_commands(retrieval_cli.app)
+_mount_commands(eval_cli.app)
 app.add_typer(data.app, name="data", help="Check training files; write the demo collection.")
 app.add_typer(weights.app, name="weights",
               help="Convert stage-1 mixture weights (alpha) to and from the reference code's JSON files.")

@@ -2,8 +2,8 @@
 
 MODEL is a tdro-saved folder, a sentence-transformers / Hugging Face folder, a model card name or a hub
 id (see `tdro.retrieval.model_folder`). BENCHMARK_DIR is a BEIR folder or a benchmark card name. The
-command is one function on the typer app `app`; the main CLI mounts it. A `UserError` prints its lines
-on stderr and exits with code 2. Torch, transformers and faiss are imported inside the command only.
+command is one function on the typer app `app`; `tdro.cli.app` mounts it, and errors end in the one
+boundary (`tdro.cli.boundary`). Torch, transformers and faiss are imported inside the command only.
 
 The model-setting flags carry the field names of `RetrieverConfig` and `LoadSettings`, the search flags
 those of `SearchConfig`; a flag left unset keeps what the folder, card or SearchConfig says.
@@ -13,24 +13,17 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel
 
-from tdro.enums import DType, EosHandling, PaddingSide, Pooling, PromptStyle
-from tdro.errors import USER_ERROR_EXIT_CODE, UserError
+from tdro.enums import DType, EosHandling, OutputFormat, PaddingSide, Pooling, PromptStyle
 from tdro.spec.retriever import LoadSettings, RetrieverConfig
 from tdro.spec.search import SearchConfig
 
 app = typer.Typer(help="Evaluate a retriever on a BEIR-format benchmark.", no_args_is_help=True)
-
-
-class OutputFormat(StrEnum):
-    table = "table"
-    json = "json"
 
 
 def _benchmark_card(benchmark: str, split: str | None, instruction: str | None):
@@ -134,16 +127,11 @@ def eval_command(
     ] = None,
 ) -> None:
     """Evaluate MODEL on BENCHMARK with faiss exact search and pytrec_eval metrics."""
-    try:
-        payload = _evaluate(
-            model, benchmark, split=split, metrics=metrics, instruction=instruction, cache_dir=cache_dir,
-            per_query=per_query, progress=progress, search=_given(ctx, SearchConfig),
-            overrides=_given(ctx, RetrieverConfig, LoadSettings),
-        )
-    except UserError as exc:
-        for line in exc.problems:
-            typer.echo(f"error: {line}", err=True)
-        raise typer.Exit(USER_ERROR_EXIT_CODE) from None
+    payload = _evaluate(
+        model, benchmark, split=split, metrics=metrics, instruction=instruction, cache_dir=cache_dir,
+        per_query=per_query, progress=progress, search=_given(ctx, SearchConfig),
+        overrides=_given(ctx, RetrieverConfig, LoadSettings),
+    )
     text = json.dumps(payload, indent=2)
     if output is not None:
         from tdro.retrieval.cache import atomic_write_bytes
