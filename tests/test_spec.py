@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture()
 def reg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A small registry with two datasets (files present), one model and one benchmark."""
+    """A small registry with two datasets (files present), one model (a bare folder) and one benchmark."""
     root = tmp_path / "registry"
     for kind in ("datasets", "models", "benchmarks"):
         (root / kind).mkdir(parents=True)
@@ -35,9 +35,10 @@ def reg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (root / "datasets" / "gamma.yaml").write_text(
         f"name: gamma\npath: {data}/missing.jsonl\ninstructions: [x]\n"
     )
-    (root / "models" / "tiny.yaml").write_text(
-        "name: tiny\nsource: {path: /nonexistent/model}\npooling: mean\n"
-    )
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (root / "models" / "tiny.yaml").write_text(f"name: tiny\nsource: {{path: {model}}}\npooling: mean\n")
     bench = tmp_path / "bench"
     (bench / "qrels").mkdir(parents=True)
     (root / "benchmarks" / "b1.yaml").write_text(f"name: b1\npath: {bench}\ninstruction: find it\n")
@@ -219,7 +220,7 @@ def test_paper_spec_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     dedup.mkdir(parents=True)
     exp = load_experiment(spec, check_data=False)
     for card in exp.arms[0].datasets:
-        (dedup / Path(card.path).name).write_text("")
+        (dedup / Path(card.path).name).write_text('{"query": "q", "positive_passages": [{"text": "p"}]}\n')
     for bench in exp.arms[0].benchmarks:
         rel = Path(bench.path).relative_to("benchmarks")
         (tmp_path / "benchmarks" / rel).mkdir(parents=True, exist_ok=True)

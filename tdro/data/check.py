@@ -12,6 +12,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from tdro.data.reader import JsonlReader
+from tdro.errors import UserError
 
 
 class DataSummary(BaseModel):
@@ -34,6 +35,8 @@ def summarize(path: str | Path, *, max_rows: int = 100_000,
               cache_dir: str | Path | None = None) -> DataSummary:
     reader = JsonlReader(path, skip_bad_lines=True, cache_dir=cache_dir)
     n = len(reader)
+    if n == 0 and not reader.skipped:
+        raise UserError(f"{path}: no rows (the dataset is empty)")
     rows: np.ndarray | list[int] = (
         np.unique(np.linspace(0, n - 1, num=min(n, max_rows)).round().astype(np.int64)) if n else []
     )

@@ -39,6 +39,16 @@ def dataset_files(path: Path) -> list[Path]:
     raise UserError(f"{path}: no such file or folder")
 
 
+def is_blank(path: Path) -> bool:
+    """Whether the dataset at `path` holds no row at all (every file empty or whitespace only)."""
+    for file in dataset_files(path):
+        with file.open("rb") as handle:
+            while chunk := handle.read(1 << 16):
+                if chunk.strip():
+                    return False
+    return True
+
+
 def fingerprint(content_hashes: Sequence[str]) -> str:
     """A dataset's fingerprint from the sha256 of each of its files, in reading order."""
     return hashlib.sha256(_VERSION + "\n".join(content_hashes).encode()).hexdigest()

@@ -18,7 +18,7 @@ from tdro.spec.retriever import LoadSettings, RetrieverConfig
 
 
 class _Card(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DatasetCard(_Card):

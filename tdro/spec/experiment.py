@@ -32,7 +32,7 @@ METRIC_PATTERN = re.compile(r"^(ndcg|recall|mrr|map|precision)@(\d+)$")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class OptimizerSpec(_Section):

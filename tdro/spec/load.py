@@ -16,6 +16,7 @@ data paths exist).
 from __future__ import annotations
 
 import copy
+import importlib.util
 import itertools
 import types
 import typing
@@ -24,12 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ValidationError
 
+from tdro.data.files import is_blank
 from tdro.errors import UserError
-from tdro.spec.cards import BenchmarkCard, DatasetCard, ModelCard
+from tdro.spec.cards import BenchmarkCard, DatasetCard, ModelCard, ModelSource
 from tdro.spec.errors import _submodel, suggest, validation_problems
 from tdro.spec.experiment import ExperimentSpec
 from tdro.spec.registry import Registry, load_yaml_config, read_yaml
@@ -133,10 +136,19 @@ def _apply_overrides(conf: DictConfig, overrides: Sequence[str], where: str) -> 
             problems.append(f"{where}: override {key}: {reason}")
     if problems:
         raise UserError(*problems)
-    try:
-        return OmegaConf.merge(conf, OmegaConf.from_dotlist(list(overrides)))  # type: ignore[return-value]
-    except OmegaConfBaseException as exc:
-        raise UserError(f"{where}: overrides: {str(exc).splitlines()[0]}") from None
+    conf = conf.copy()
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        try:
+            value = OmegaConf.from_dotlist([item])
+            # an override replaces the node: `sweep.grid={}` empties the grid instead of merging nothing
+            OmegaConf.update(conf, key, OmegaConf.select(value, key), merge=False, force_add=True)
+        except yaml.YAMLError as exc:
+            reason = str(exc).splitlines()[0]
+            raise UserError(f"{where}: override {item!r}: not valid YAML ({reason})") from None
+        except OmegaConfBaseException as exc:
+            raise UserError(f"{where}: override {item!r}: {str(exc).splitlines()[0]}") from None
+    return conf
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -206,6 +218,22 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+def _missing_model_source(source: ModelSource) -> str | None:
+    """Why the weights cannot be found here, checked without importing anything heavy; None if they can."""
+    if source.path and not Path(source.path).expanduser().is_dir():
+        return f"source.path {source.path}: no such folder"
+    if source.package and importlib.util.find_spec(source.package.split(".")[0]) is None:
+        return f"source.package {source.package}: not installed"
+    return None
+
+
+def _empty_dataset(card: DatasetCard) -> str | None:
+    try:
+        return f"{card.path}: no rows (the dataset is empty)" if is_blank(card.resolved_path) else None
+    except UserError as exc:
+        return exc.problems[0]
+
+
 def _resolve_cards(
     spec: ExperimentSpec, registry: Registry, where: str, check_data: bool = True
 ) -> tuple[ModelCard, list[DatasetCard], list[BenchmarkCard]]:
@@ -218,6 +246,8 @@ def _resolve_cards(
             model = registry.model(spec.base_model)
         except UserError as exc:
             problems.append(f"{where}: base_model: {exc.problems[0]}")
+    if check_data and model is not None and (missing := _missing_model_source(model.source)):
+        problems.append(f"{where}: base_model ({model.name}): {missing}")
     datasets: list[DatasetCard] = []
     for i, name in enumerate(spec.datasets):
         try:
@@ -225,8 +255,11 @@ def _resolve_cards(
         except UserError as exc:
             problems.append(f"{where}: datasets[{i}]: {exc.problems[0]}")
             continue
-        if check_data and not card.generated_by and not card.resolved_path.exists():
-            problems.append(f"{where}: datasets[{i}] ({name}): data not found at {card.path}")
+        if check_data and not card.generated_by:
+            if not card.resolved_path.exists():
+                problems.append(f"{where}: datasets[{i}] ({name}): data not found at {card.path}")
+            elif (empty := _empty_dataset(card)) is not None:
+                problems.append(f"{where}: datasets[{i}] ({name}): {empty}")
         datasets.append(card)
     benchmarks: list[BenchmarkCard] = []
     for i, name in enumerate(spec.evaluate.benchmarks):

@@ -31,7 +31,7 @@ RETRIEVER_CONFIG_FILE = "tdro_retriever.json"
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @classmethod
     def of(cls, other: BaseModel) -> Self:

@@ -15,7 +15,7 @@ from tdro.spec.identity import RUN_ONLY
 
 
 class SearchConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     top_k: int = Field(1000, gt=0)  # documents retrieved per query
     ignore_identical_ids: bool = False  # for every benchmark; a card can turn it on for its own (ArguAna)
