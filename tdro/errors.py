@@ -16,9 +16,11 @@ instance of a class whose module was never imported, so nothing is imported here
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 USER_ERROR_EXIT_CODE = 2
@@ -34,6 +36,17 @@ class UserError(Exception):
     def __init__(self, *problems: str) -> None:
         self.problems = [p for p in problems if p] or ["unknown error"]
         super().__init__("\n".join(self.problems))
+
+
+def path_error(path: str | os.PathLike[str], exc: OSError, doing: str = "cannot write") -> UserError:
+    """One line for a file-system failure at `path`: the path, what failed and the system's reason, with
+    the common causes said plainly (a regular file where a folder must be, a full disk, no permission)."""
+    target = Path(path)
+    for parent in (target, *target.parents):
+        if parent.exists() and not parent.is_dir() and parent != target:
+            return UserError(f"{target}: {doing} ({parent} is a file, not a folder)")
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return UserError(f"{target}: {doing} ({reason})")
 
 
 def _loaded_classes(modules: tuple[str, ...], name: str) -> tuple[type, ...]:

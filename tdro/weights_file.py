@@ -16,6 +16,7 @@ and gives each selected dataset 1/k (see `tdro.transfer`).
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -25,7 +26,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from tdro.enums import Measure, TransferMode, WeightSource
-from tdro.errors import UserError
+from tdro.errors import UserError, path_error
 from tdro.spec.experiment import TransferSpec
 from tdro.transfer import transfer as apply_transfer
 
@@ -34,12 +35,31 @@ M = TypeVar("M", bound=BaseModel)
 WEIGHTS_FILE = "weights.json"
 # The reference writes these on every save (`dro_save_top_percent_uniform_weights`).
 REFERENCE_TOP_PERCENTS = (20, 30, 40, 50, 60, 70, 80, 90)
+# How far from 1 a snapshot's sum may be: float32 accumulation over a few dozen datasets (the reference
+# code's released mean_weights.json sums to 1 + 1.2e-6).
+SUM_TOLERANCE = 1e-5
+
+
+def distribution_problem(weights: Mapping[str, float], *, normalized: bool = True) -> str | None:
+    """Why `weights` is not a distribution over its datasets (None if it is); finite values are assumed.
+    `normalized=False` checks only what renormalising cannot fix."""
+    if not weights:
+        return "no datasets"
+    negative = sorted(name for name, w in weights.items() if w < 0)
+    if negative:
+        return f"negative weight for {', '.join(negative)}"
+    total = math.fsum(weights.values())
+    if total <= 0:
+        return "the weights sum to 0"
+    if normalized and abs(total - 1) > SUM_TOLERANCE:
+        return f"the weights sum to {total:.6g}, not 1"
+    return None
 
 
 class WeightsFile(BaseModel):
     """Our stage-1 weights file."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     stage_id: str | None = None
     measure: Measure | None = None
@@ -63,6 +83,10 @@ class WeightsFile(BaseModel):
                 raise ValueError(f"{field}: datasets differ from `datasets`")
         if not any(getattr(self, s.value) for s in WeightSource):
             raise ValueError("no weights: give at least one of curr, mean, ema")
+        for source in WeightSource:
+            snapshot = getattr(self, source.value)
+            if snapshot is not None and (problem := distribution_problem(snapshot)):
+                raise ValueError(f"{source.value}: {problem}")
         return self
 
     def snapshot(self, source: WeightSource) -> dict[str, float]:
@@ -76,12 +100,18 @@ class WeightsFile(BaseModel):
 def write_json_atomic(path: str | Path, text: str) -> Path:
     """Write under a temporary name in the same folder, then rename: never a half-written file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise path_error(path, exc) from None
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise path_error(path, exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -90,8 +120,9 @@ def write_json_atomic(path: str | Path, text: str) -> Path:
 
 def _problem(path: Path, exc: ValidationError) -> str:
     err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    return f"{path}: {where}: {err['msg']}"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{path}: {where}: {message}" if where else f"{path}: {message}"
 
 
 def _load_json(path: Path) -> object:
@@ -126,7 +157,7 @@ def write_weights_file(path: str | Path, weights: WeightsFile) -> Path:
 class ReferenceWeights(BaseModel):
     """One reference weight file (`config/robust_weights/*.json`, `uniform_sampling_s0.json`)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     domain_ids: dict[str, int]
     domain_weights: dict[str, float]
@@ -141,6 +172,8 @@ class ReferenceWeights(BaseModel):
                 raise ValueError(f"{field}: datasets differ from domain_ids")
         if sorted(self.domain_ids.values()) != list(range(len(names))):
             raise ValueError("domain_ids must number the datasets 0..n-1")
+        if problem := distribution_problem(self.domain_weights, normalized=False):
+            raise ValueError(f"domain_weights: {problem}")
         return self
 
     def ordered_names(self) -> list[str]:
@@ -157,9 +190,11 @@ def read_reference(path: str | Path) -> ReferenceWeights:
     return _read_validated(path, ReferenceWeights)
 
 
-def import_reference(paths: Sequence[str | Path], *, source: WeightSource | None = None) -> WeightsFile:
+def import_reference(paths: Sequence[str | Path], *, source: WeightSource | None = None,
+                     renormalize: bool = False) -> WeightsFile:
     """Reference weight files -> our `WeightsFile`. Each file's snapshot comes from its name
-    (`{curr,mean,ema}_weights.json`), or from `source` when a single file is given."""
+    (`{curr,mean,ema}_weights.json`), or from `source` when a single file is given. A snapshot whose sum is
+    off 1 by more than float rounding is refused, or scaled to 1 with `renormalize`."""
     if not paths:
         raise UserError("weights import: give at least one reference weight file")
     if source is not None and len(paths) > 1:
@@ -183,7 +218,13 @@ def import_reference(paths: Sequence[str | Path], *, source: WeightSource | None
             datasets, sizes = names, {n: ref.size[n] for n in names}
         elif names != datasets or {n: ref.size[n] for n in names} != sizes:
             raise UserError(f"{path}: domain_ids or size differ from {paths[0]}")
-        snapshots[which] = {n: ref.domain_weights[n] for n in names}
+        weights = {n: ref.domain_weights[n] for n in names}
+        total = math.fsum(weights.values())
+        if renormalize:
+            weights = {n: w / total for n, w in weights.items()}
+        elif problem := distribution_problem(weights):
+            raise UserError(f"{path}: domain_weights: {problem} (pass --renormalize to scale them to 1)")
+        snapshots[which] = weights
         origin[which] = path.name
     assert datasets is not None
     return WeightsFile(

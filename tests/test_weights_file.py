@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tdro.cli import main
 from tdro.cli.weights import app
 from tdro.enums import TransferMode, WeightSource
 from tdro.errors import UserError
@@ -94,3 +95,50 @@ def test_bad_reference_files_are_one_line_user_errors(tmp_path):
     broken.write_text('{\n "domain_ids": {\n}}}')
     with pytest.raises(UserError, match=rf"{broken}:3:"):
         import_reference([broken])
+
+
+# ---- refused imports: the file must hold a distribution (one case per regression) ---------------------
+
+
+def _reference_file(folder: Path, weights: dict, **extra) -> Path:
+    """A reference-format file of datasets a, b with these `domain_weights`."""
+    path = folder / "curr_weights.json"
+    names = list(weights) or []
+    path.write_text(json.dumps({"domain_ids": {n: i for i, n in enumerate(names)}, "domain_weights": weights,
+                                "size": {n: 10 for n in names}, **extra}))
+    return path
+
+
+@pytest.mark.parametrize(("weights", "extra", "expected"), [
+    pytest.param({"a": 0.5, "b": 1.0}, {}, "domain_weights: the weights sum to 1.5, not 1", id="sum_1_5"),
+    pytest.param({"a": -0.5, "b": 1.5}, {}, "domain_weights: negative weight for a", id="negative"),
+    pytest.param({"a": float("nan"), "b": 1.0}, {}, "domain_weights.a: Input should be a finite number",
+                 id="nan"),
+    pytest.param({"a": float("inf"), "b": 0.0}, {}, "domain_weights.a: Input should be a finite number",
+                 id="inf"),
+    pytest.param({"a": 0.5, "b": 0.5}, {"extra": 1}, "extra: Extra inputs are not permitted",
+                 id="unknown_key"),
+    pytest.param({}, {}, "domain_weights: no datasets", id="zero_datasets"),
+])
+def test_import_refuses_what_is_not_a_distribution(tmp_path: Path, capsys, weights: dict, extra: dict,
+                                                   expected: str) -> None:
+    path = _reference_file(tmp_path, weights, **extra)
+    assert main(["weights", "import", str(path), "-o", str(tmp_path / "out.json")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {path}: {expected}" + (
+        " (pass --renormalize to scale them to 1)" if "sum to" in expected else "")
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_import_renormalizes_when_asked(tmp_path: Path) -> None:
+    path = _reference_file(tmp_path, {"a": 0.5, "b": 1.0})
+    out = tmp_path / "out.json"
+    assert main(["weights", "import", str(path), "-o", str(out), "--renormalize"]) == 0
+    assert read_weights_file(out).curr == pytest.approx({"a": 1 / 3, "b": 2 / 3})
+
+
+def test_import_to_a_path_under_a_file_is_one_line(tmp_path: Path, capsys) -> None:
+    path = _reference_file(tmp_path, {"a": 0.5, "b": 0.5})
+    (tmp_path / "afile").write_text("")
+    assert main(["weights", "import", str(path), "-o", str(tmp_path / "afile" / "out.json")]) == 2
+    reason = f"cannot write ({tmp_path / 'afile'} is a file, not a folder)"
+    assert capsys.readouterr().err.strip().endswith(reason)

@@ -37,9 +37,12 @@ def import_(
     out: Annotated[Path, typer.Option("--out", "-o", help="Our weights.json to write.")],
     source: Annotated[WeightSource | None, typer.Option(
         help="Which snapshot a single file holds, when its name does not say.")] = None,
+    renormalize: Annotated[bool, typer.Option(
+        help="Scale weights that do not sum to 1 (beyond float rounding) instead of refusing them.")] = False,
 ) -> None:
-    """Read the reference code's weight files (domain_ids, domain_weights, size, epoch) into weights.json."""
-    alpha = import_reference(files, source=source)
+    """Read the reference code's weight files (domain_ids, domain_weights, size, epoch) into weights.json.
+    Each file must hold a distribution: finite, non-negative weights summing to 1."""
+    alpha = import_reference(files, source=source, renormalize=renormalize)
     write_weights_file(out, alpha)
     snapshots = ", ".join(s.value for s in WeightSource if getattr(alpha, s.value) is not None)
     typer.echo(f"wrote {out} ({len(alpha.datasets)} datasets; {snapshots})")
