@@ -4,9 +4,11 @@ Raise `UserError` for anything the user can fix (bad spec, malformed data line, 
 that cannot be loaded). Anything else is a bug and keeps its traceback.
 
 The boundary (`user_error_lines`, `report_user_error`, `exit_on_user_error`) is the only code that
-prints a user error. It knows three kinds: a `UserError` (its lines as they are), a pydantic
-`ValidationError` that escaped to the edge (one line per error, `Model: field.path: message`) and a
-click usage error (`tdro plan: No such option: --bogus (see tdro plan --help)`). The `tdro` command
+prints a user error. It knows four kinds: a `UserError` (its lines as they are), a pydantic
+`ValidationError` that escaped to the edge (one line per error, `Model: field.path: message`), a
+click usage error (`tdro plan: No such option: --bogus (see tdro plan --help)`) and an `OSError` of the
+environment at a path (full disk, no permission, a file where a folder must be: `path: cannot write
+(reason)`). The `tdro` command
 (`tdro.cli`) and the stage jobs (`python -m tdro.stages.<kind>`) both end through it.
 
 Standard library only, so the control plane and the work plane can both import it at the top. It
@@ -16,6 +18,7 @@ instance of a class whose module was never imported, so nothing is imported here
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -38,12 +41,21 @@ class UserError(Exception):
         super().__init__("\n".join(self.problems))
 
 
+# What the environment, not the code, gets wrong: full disks, permissions, a file where a folder must be.
+_ENVIRONMENT_ERRNOS = frozenset({
+    errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST,
+    errno.EISDIR, errno.ENAMETOOLONG, errno.ENOENT,
+})
+
+
 def path_error(path: str | os.PathLike[str], exc: OSError, doing: str = "cannot write") -> UserError:
     """One line for a file-system failure at `path`: the path, what failed and the system's reason, with
     the common causes said plainly (a regular file where a folder must be, a full disk, no permission)."""
     target = Path(path)
-    for parent in (target, *target.parents):
-        if parent.exists() and not parent.is_dir() and parent != target:
+    if exc.errno == errno.EEXIST and target.exists() and not target.is_dir():
+        return UserError(f"{target}: cannot create a folder here (it is a file)")
+    for parent in target.parents:
+        if parent.exists() and not parent.is_dir():
             return UserError(f"{target}: {doing} ({parent} is a file, not a folder)")
     reason = os.strerror(exc.errno) if exc.errno else str(exc)
     return UserError(f"{target}: {doing} ({reason})")
@@ -80,6 +92,9 @@ def user_error_lines(exc: BaseException) -> list[str] | None:
         return _validation_lines(exc)
     if isinstance(exc, _loaded_classes(_CLICK_MODULES, "ClickException")):
         return [_usage_line(exc)]
+    if isinstance(exc, OSError) and exc.filename and exc.errno in _ENVIRONMENT_ERRNOS:
+        doing = "failed" if exc.errno == errno.ENOENT else "cannot write"
+        return path_error(exc.filename, exc, doing).problems
     return None
 
 

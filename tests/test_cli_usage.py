@@ -107,3 +107,21 @@ def test_a_user_error_is_printed_as_it_is_not_as_markup(capsys) -> None:
     assert main(["validate", "[bold]missing[/bold].yaml"]) == USER_ERROR_EXIT_CODE
     err = capsys.readouterr().err
     assert "[bold]missing[/bold].yaml" in err, err
+
+
+@pytest.mark.parametrize(("argv_tail", "expected"), [
+    pytest.param(["output.runs_dir={file}/runs"],
+                 "{file}/runs: cannot write ({file} is a file, not a folder)", id="runs_dir_under_a_file"),
+    pytest.param(["output.catalog={file}/c.duckdb"], "{file}: cannot create a folder here (it is a file)",
+                 id="catalog_under_a_file"),
+])
+def test_an_output_path_under_a_regular_file_is_one_line(tmp_path, monkeypatch, capsys, argv_tail, expected):
+    from tests.runner_project import write_project_with_model_folder
+
+    spec = write_project_with_model_folder(tmp_path)
+    monkeypatch.setenv("TDRO_REGISTRY", str(tmp_path / "registry"))
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert main(["run", str(spec), *(a.format(file=afile) for a in argv_tail)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"error: {expected.format(file=afile)}"]

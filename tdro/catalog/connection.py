@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -26,12 +27,13 @@ def _is_lock_error(error: Exception) -> bool:
     return "Could not set lock" in text or "Conflicting lock" in text
 
 
-def _connect(path: Path, read_only: bool, timeout: float) -> duckdb.DuckDBPyConnection:
+def _connect(path: Path, read_only: bool, timeout: float, config: dict[str, Any] | None = None
+             ) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + timeout
     delay = 0.02
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return duckdb.connect(str(path), read_only=read_only, config=config or {})
         except duckdb.IOException as error:
             if not _is_lock_error(error) or time.monotonic() >= deadline:
                 raise UserError(f"catalog {path}: cannot open: {_one_line(error)}") from None
@@ -48,15 +50,17 @@ def _one_line(error: BaseException) -> str:
 
 @contextlib.contextmanager
 def open_catalog(
-    path: str | Path, *, read_only: bool = False, timeout: float = DEFAULT_LOCK_TIMEOUT
+    path: str | Path, *, read_only: bool = False, timeout: float = DEFAULT_LOCK_TIMEOUT,
+    sandboxed: bool = False,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to the catalog, migrated to the current schema when opened for writing."""
+    """A connection to the catalog, migrated to the current schema when opened for writing. `sandboxed`
+    turns DuckDB's external access off: the connection reads the catalog and no other file, writes none."""
     path = Path(path)
     if read_only and not path.exists():
         raise UserError(f"catalog {path}: no such file (run an experiment first, or pass --catalog)")
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    con = _connect(path, read_only, timeout)
+    con = _connect(path, read_only, timeout, {"enable_external_access": False} if sandboxed else None)
     try:
         if not read_only:
             from tdro.catalog.schema import migrate

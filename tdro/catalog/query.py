@@ -30,12 +30,17 @@ class Rows:
 
 
 def run_sql(
-    catalog: str | Path, sql: str, params: list[Any] | None = None, *, timeout: float = DEFAULT_LOCK_TIMEOUT
+    catalog: str | Path, sql: str, params: list[Any] | None = None, *, timeout: float = DEFAULT_LOCK_TIMEOUT,
+    sandboxed: bool = False,
 ) -> Rows:
-    with open_catalog(catalog, read_only=True, timeout=timeout) as con:
+    """Rows of `sql` on a read-only connection; `sandboxed` (the user's `tdro sql`) also keeps it from reading
+    or writing any file but the catalog (no `COPY ... TO`, no `read_csv`)."""
+    if not sql.strip():
+        raise UserError("sql: the query is empty")
+    with open_catalog(catalog, read_only=True, timeout=timeout, sandboxed=sandboxed) as con:
         try:
             cursor = con.execute(sql, params or [])
-            columns = [d[0] for d in cursor.description] if cursor.description else []
+            columns = [d[0] for d in cursor.description] if cursor is not None and cursor.description else []
             rows = cursor.fetchall() if columns else []
         except duckdb.Error as error:
             raise UserError("sql: " + " ".join(str(error).split())) from None

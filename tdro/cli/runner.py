@@ -131,7 +131,8 @@ def run(
     counts = {o.value: sum(1 for x in report.outcomes if x.outcome is o) for o in Outcome}
     console.print(", ".join(f"{n} {k}" for k, n in counts.items() if n) + f"; catalog {the_plan.catalog}")
     for failed in (o for o in report.outcomes if o.outcome is Outcome.failed):
-        err_console.print(f"[red]failed[/red] {failed.stage.name}: {failed.reason}; log: {failed.log}")
+        where = f"; log: {failed.log}" if failed.log else ""
+        err_console.print(f"[red]failed[/red] {failed.stage.name}: {failed.reason}{where}", markup=True)
         for line in failed.tail:
             err_console.print("  " + line, markup=False, highlight=False)
     if not report.ok:
@@ -176,7 +177,7 @@ def sql(
 
     Example: tdro sql "SELECT measure, transfer, avg(value) FROM results GROUP BY ALL" --format csv
     """
-    rows = run_sql(_catalog(catalog), query)
+    rows = run_sql(_catalog(catalog), query, sandboxed=True)
     if format is RowsFormat.csv:
         sys.stdout.write(to_csv(rows))
     elif format is RowsFormat.json:

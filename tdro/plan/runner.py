@@ -151,6 +151,17 @@ def _stage_lock(stage: Stage) -> Iterator[int]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _exit_reason(code: int) -> str:
+    """`exit code 2`, or `killed by signal 9 (SIGKILL)` for a job a signal ended (Popen's negative code)."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            return f"killed by signal {-code}"
+        return f"killed by signal {-code} ({name})"
+    return f"exit code {code}"
+
+
 def _rotate_log(folder: Path) -> Path:
     log = folder / LOG_FILE
     if log.exists():
@@ -275,7 +286,7 @@ class Runner:
                     code = self.child.process.wait()
                     self.child.process = None
                 if code != 0 or not _complete(partial):
-                    reason = f"exit code {code}" if code != 0 else f"no complete {RESULT_FILE}"
+                    reason = _exit_reason(code) if code != 0 else f"no complete {RESULT_FILE}"
                     self._fail(stage, started)
                     return StageOutcome(stage, Outcome.failed, time.monotonic() - t0, log, reason,
                                         _tail(log, self.tail_lines))
