@@ -78,6 +78,18 @@ def test_bad_input_named_with_file_and_line(tmp_path: Path, case: str) -> None:
     assert len(err.value.problems) == 1
 
 
+@pytest.mark.parametrize("file", ["corpus.jsonl", "queries.jsonl", "qrels/test.tsv"])
+def test_non_utf8_bytes_are_named_with_file_and_line(tmp_path: Path, file: str) -> None:
+    root = tmp_path / "bench"
+    shutil.copytree(FIXTURE, root)
+    path = root / file
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join([*lines[:2], lines[2][:5] + b"\xff" + lines[2][5:], *lines[3:]]))
+    with pytest.raises(UserError) as err:
+        load_beir(root, "test")
+    assert err.value.problems == [f"{path}:3: not valid UTF-8 (byte 0xff)"]
+
+
 def test_missing_split_lists_the_splits(tmp_path: Path) -> None:
     with pytest.raises(UserError) as err:
         load_beir(FIXTURE, "train")

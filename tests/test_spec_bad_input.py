@@ -73,3 +73,15 @@ def test_empty_training_file_fails_data_check(tmp_path: Path, capsys) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     assert _one_error(capsys, "data", "check", str(empty)).endswith("no rows (the dataset is empty)")
+
+
+def test_non_utf8_spec_names_file_and_line(spec: Path, capsys) -> None:
+    spec.write_bytes(spec.read_bytes() + b"seed: 3 \xff\n")
+    lines = spec.read_bytes().count(b"\n")
+    assert _one_error(capsys, "validate", str(spec)) == f"error: {spec}:{lines}: not valid UTF-8 (byte 0xff)"
+
+
+def test_non_utf8_registry_card_names_file_and_line(spec: Path, capsys) -> None:
+    card = spec.parent / "registry" / "datasets" / "alpha.yaml"
+    card.write_bytes(b"# \xfe\n" + card.read_bytes())
+    assert f"{card}:1: not valid UTF-8 (byte 0xfe)" in _one_error(capsys, "validate", str(spec))

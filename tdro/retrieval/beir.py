@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tdro import utf8
 from tdro.errors import UserError
 
 CORPUS_FILE = "corpus.jsonl"
@@ -65,23 +66,25 @@ class _Problems:
 
 
 def _json_lines(path: Path, problems: _Problems, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                problems.add(f"{path}:{number}: malformed JSON ({exc.msg})")
-                continue
-            if not isinstance(row, dict):
-                problems.add(f"{path}:{number}: expected a JSON object")
-                continue
-            missing = [key for key in required if not isinstance(row.get(key), str | int)]
-            if missing:
-                problems.add(f"{path}:{number}: missing or non-text field {', '.join(missing)}")
-                continue
-            yield number, row
+    for number, raw in utf8.lines(path):
+        if isinstance(raw, UnicodeDecodeError):
+            problems.add(utf8.problem(path, raw, number))
+            continue
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            problems.add(f"{path}:{number}: malformed JSON ({exc.msg})")
+            continue
+        if not isinstance(row, dict):
+            problems.add(f"{path}:{number}: expected a JSON object")
+            continue
+        missing = [key for key in required if not isinstance(row.get(key), str | int)]
+        if missing:
+            problems.add(f"{path}:{number}: missing or non-text field {', '.join(missing)}")
+            continue
+        yield number, row
 
 
 def doc_text(row: dict) -> str:
@@ -94,22 +97,24 @@ def read_qrels(path: Path) -> tuple[dict[str, dict[str, int]], dict[tuple[str, s
     problems = _Problems()
     qrels: dict[str, dict[str, int]] = {}
     where: dict[tuple[str, str], int] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if number == 1 and (len(fields) != 3 or not _is_int(fields[2])):
-                continue  # the header line
-            if len(fields) != 3 or not fields[0] or not fields[1]:
-                problems.add(f"{path}:{number}: expected query-id<TAB>corpus-id<TAB>score, got {line[:60]!r}")
-                continue
-            if not _is_int(fields[2]):
-                problems.add(f"{path}:{number}: score {fields[2]!r} is not an integer")
-                continue
-            qrels.setdefault(fields[0], {})[fields[1]] = int(fields[2])
-            where[(fields[0], fields[1])] = number
+    for number, raw in utf8.lines(path):
+        if isinstance(raw, UnicodeDecodeError):
+            problems.add(utf8.problem(path, raw, number))
+            continue
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if number == 1 and (len(fields) != 3 or not _is_int(fields[2])):
+            continue  # the header line
+        if len(fields) != 3 or not fields[0] or not fields[1]:
+            problems.add(f"{path}:{number}: expected query-id<TAB>corpus-id<TAB>score, got {line[:60]!r}")
+            continue
+        if not _is_int(fields[2]):
+            problems.add(f"{path}:{number}: score {fields[2]!r} is not an integer")
+            continue
+        qrels.setdefault(fields[0], {})[fields[1]] = int(fields[2])
+        where[(fields[0], fields[1])] = number
     problems.raise_if_any()
     return qrels, where
 

@@ -7,6 +7,7 @@ equal the file stem.
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ValidationError
 
+from tdro import utf8
 from tdro.errors import UserError
 from tdro.spec.cards import BenchmarkCard, DatasetCard, ModelCard
 from tdro.spec.errors import suggest, validation_problems
@@ -31,8 +33,9 @@ def load_yaml_config(path: Path) -> DictConfig:
     """A YAML file as an omegaconf mapping; UserError naming file and line on bad YAML."""
     import yaml
 
+    text = utf8.read_text(path)
     try:
-        conf = OmegaConf.load(path)
+        conf = OmegaConf.load(io.StringIO(text))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
