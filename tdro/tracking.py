@@ -69,11 +69,12 @@ class StageTracker:
             self._run.log(metrics, step=step)
 
     def table(self, key: str, columns: list[str], rows: list[list[Any]]) -> None:
+        """A table in the run summary: it adds no history step, so it never clashes with the job's steps."""
         if self._run is not None:
             import wandb
 
             names: list[str | int] = list(columns)
-            self._run.log({key: wandb.Table(columns=names, data=rows)})
+            self._run.summary[key] = wandb.Table(columns=names, data=rows)
 
     def summary(self, values: dict[str, Any]) -> None:
         if self._run is not None:
