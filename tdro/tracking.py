@@ -2,7 +2,7 @@
 
 One W&B run per stage (id `tracking_keys.run_id(kind, stage_id)`, resume="allow"): the job calls
 `StageTracker.start(...)` and streams its per-step curves while it trains (main process only); after
-ingest the runner calls `log_stage_summary(...)`, which adds the summary and tables to the same run.
+ingest the runner starts the same run again and adds the summary and tables (`table`, `summary`).
 Key names come from `tdro.tracking_keys`. Imports no torch; wandb itself is imported only when tracking
 is on.
 """
@@ -84,29 +84,3 @@ class StageTracker:
         if self._run is not None:
             self._run.finish()
             self._run = None
-
-
-def log_stage_summary(
-    tracking: TrackingSpec,
-    *,
-    experiment: str,
-    kind: str,
-    stage_id: str,
-    folder: str | Path,
-    config: dict[str, Any] | None = None,
-    tables: dict[str, tuple[list[str], list[list[Any]]]] | None = None,
-    summary: dict[str, Any] | None = None,
-) -> None:
-    """The runner's part of a finished stage's W&B run (the run its job streamed curves into):
-    `tables` as W&B tables, `summary` into the run summary. Logging it again changes nothing new."""
-    tracker = StageTracker.start(
-        tracking, experiment=experiment, kind=kind, stage_id=stage_id, folder=folder, config=config
-    )
-    if not tracker.active:
-        return
-    try:
-        for key, (columns, rows) in (tables or {}).items():
-            tracker.table(key, columns, rows)
-        tracker.summary(summary or {})
-    finally:
-        tracker.finish()

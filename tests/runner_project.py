@@ -18,7 +18,7 @@ import yaml
 
 from tdro.spec.load import Experiment, load_experiment
 from tdro.spec.registry import Registry
-from tdro.spec.stage_result import BenchmarkResult, DatasetUse, EvaluateResult, OptimizeResult, TrainResult
+from tdro.spec.stage_result import BenchmarkRecord, DatasetUse, EvaluateResult, OptimizeResult, TrainResult
 from tests.train_helpers import write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,7 +114,7 @@ def fake_outputs(stage: Any, *, value: float = 0.5, weights: dict[str, float] | 
         result = OptimizeResult(**common, steps=2, measure=dro.measure, ratio=dro.ratio, diagnostics={},
                                 final_loss=value, datasets=[])
     else:
-        result = EvaluateResult(**common, model_dir=stage.stage_file.model_dir, benchmarks=[BenchmarkResult(
+        result = EvaluateResult(**common, model_dir=stage.stage_file.model_dir, benchmarks=[BenchmarkRecord(
             benchmark="tiny", split="test", num_queries=13, num_docs=26, top_k=10, ignore_identical_ids=False,
             metrics={"ndcg@10": value},
         )])

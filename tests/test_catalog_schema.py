@@ -11,7 +11,7 @@ from tdro.catalog.ingest import TABLE_COLUMNS
 from tdro.catalog.query import run_sql, to_csv, to_json
 from tdro.catalog.schema import SCHEMA_VERSION, current_version
 from tdro.errors import UserError
-from tdro.spec.stage_result import BenchmarkResult
+from tdro.spec.stage_result import BenchmarkRecord
 
 VIEW_COLUMNS = {
     "results": ["experiment", "arm", "measure", "transfer", "base_model", "benchmark", "metric", "value",
@@ -73,4 +73,4 @@ def test_eval_metrics_ddl_holds_every_benchmark_result_field(tmp_path: Path) -> 
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'eval_metrics'"
         ).fetchall()}
     # a benchmark's `metrics` mapping becomes one (metric, value) row per entry
-    assert columns == {"stage_id", "metric", "value", *BenchmarkResult.model_fields} - {"metrics"}
+    assert columns == {"stage_id", "metric", "value", *BenchmarkRecord.model_fields} - {"metrics"}

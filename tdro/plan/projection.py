@@ -15,7 +15,7 @@ from tdro import tracking_keys as keys
 from tdro.catalog.query import run_sql
 from tdro.enums import StageKind
 from tdro.plan.graph import Plan, Stage
-from tdro.tracking import log_stage_summary
+from tdro.tracking import StageTracker
 
 
 def log_stage(plan: Plan, stage: Stage, lock_timeout: float) -> None:
@@ -37,7 +37,13 @@ def log_stage(plan: Plan, stage: Stage, lock_timeout: float) -> None:
                           "WHERE stage_id = ? ORDER BY benchmark, metric", [sid], timeout=lock_timeout)
         tables[keys.EVALUATION_TABLE] = (metrics.columns, [list(r) for r in metrics.rows])
         summary.update({keys.benchmark_metric(b, m): v for b, m, v in metrics.rows})
-    log_stage_summary(
+    tracker = StageTracker.start(
         plan.tracking, experiment=plan.experiment, kind=stage.kind.value, stage_id=sid, folder=stage.folder,
-        config=stage.stage_file.tracking_config, tables=tables, summary=summary,
+        config=stage.stage_file.tracking_config,
     )
+    try:
+        for key, (columns, rows) in tables.items():
+            tracker.table(key, columns, rows)
+        tracker.summary(summary)  # updating a summary again changes nothing: logging twice is harmless
+    finally:
+        tracker.finish()

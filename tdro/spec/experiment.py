@@ -77,6 +77,11 @@ class DroLossSpec(LossSpec):
         return self
 
 
+def _split_into_micro_batches(spec: TrainSpec | DroSpec) -> None:
+    if spec.batch_size % spec.gradient_accumulation:
+        raise ValueError("batch_size must be divisible by gradient_accumulation")
+
+
 class TrainSpec(OptimizerSpec):
     """Stages 0 (reference, uniform mixture) and 2 (transferred mixture)."""
 
@@ -91,8 +96,7 @@ class TrainSpec(OptimizerSpec):
 
     @model_validator(mode="after")
     def _divisible(self) -> TrainSpec:
-        if self.batch_size % self.gradient_accumulation:
-            raise ValueError("batch_size must be divisible by gradient_accumulation")
+        _split_into_micro_batches(self)
         return self
 
 
@@ -121,8 +125,7 @@ class DroSpec(OptimizerSpec):
 
     @model_validator(mode="after")
     def _divisible(self) -> DroSpec:
-        if self.batch_size % self.gradient_accumulation:
-            raise ValueError("batch_size must be divisible by gradient_accumulation")
+        _split_into_micro_batches(self)
         return self
 
 

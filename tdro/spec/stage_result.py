@@ -10,7 +10,7 @@ the catalog's DDL by a test. Paths inside a result are relative to the stage fol
   (`METRIC_COLUMNS`: one row per optimizer step), the mixture used and the datasets read.
 - `OptimizeResult` (`optimize`): `weights.json` (`tdro.weights_file.WeightsFile`), `trajectory.parquet`
   (`TRAJECTORY_COLUMNS`: one row per alpha update and dataset), alpha's diagnostics.
-- `EvaluateResult` (`evaluate`): one `BenchmarkResult` per benchmark; `per_query/<benchmark>.parquet`.
+- `EvaluateResult` (`evaluate`): one `BenchmarkRecord` per benchmark; `per_query/<benchmark>.parquet`.
 Torch-free: the control plane imports it.
 """
 
@@ -104,7 +104,7 @@ class OptimizeResult(_StageResult):
     datasets: list[DatasetUse]
 
 
-class BenchmarkResult(_Record):
+class BenchmarkRecord(_Record):
     benchmark: str
     split: str
     num_queries: int
@@ -119,7 +119,7 @@ class EvaluateResult(_StageResult):
 
     kind: Literal["evaluate"] = "evaluate"
     model_dir: str
-    benchmarks: list[BenchmarkResult]
+    benchmarks: list[BenchmarkRecord]
     per_query: dict[str, str] = Field(default_factory=dict)  # benchmark -> parquet file
 
     @classmethod

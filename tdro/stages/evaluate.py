@@ -19,7 +19,7 @@ from tdro import tracking_keys as keys
 from tdro.enums import MixedPrecision
 from tdro.errors import UserError
 from tdro.spec.stage_file import EvaluateStageFile
-from tdro.spec.stage_result import BenchmarkResult, EvaluateResult
+from tdro.spec.stage_result import BenchmarkRecord, EvaluateResult
 from tdro.stages.outputs import write_parquet
 from tdro.stages.runtime import make_accelerator, run_stage_module, start_tracker
 
@@ -81,7 +81,7 @@ def run(stage: EvaluateStageFile) -> EvaluateResult | None:
         outcome = EvaluateResult(
             stage_id=stage.stage_id, wall_seconds=round(time.perf_counter() - started, 3),
             model_dir=stage.model_dir,
-            benchmarks=[BenchmarkResult.model_validate(result.record()) for _, result in done],
+            benchmarks=[BenchmarkRecord.model_validate(result.record()) for _, result in done],
             per_query={card.name: _write_per_query(stage.output, card.name, result.per_query)
                        for card, result in done},
         )
