@@ -9,6 +9,8 @@
 - `start_tracker(stage, accelerator)`: the W&B run of this stage on the main process (no-op elsewhere).
 - `run_job(fn, argv)`: reads the stage file named in argv, calls fn(stage); a `UserError` prints one
   line per problem on stderr and exits 2.
+- `run_stage_module(run, stage_types, module, argv)`: every stage module's `main`: `run_job` plus the
+  stage-kind check, and exit 3 when the training loop stopped on purpose (`StoppedEarly`).
 """
 
 from __future__ import annotations
