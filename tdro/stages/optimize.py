@@ -7,7 +7,7 @@ micro-batches, each split over the processes (as the reference's sharded loader 
 holds the same query groups whatever the number of processes. Per micro-batch:
 1. the proxy (the base model card) and the frozen reference (`reference_model_dir`, the stage-0 model: eval
    mode, no grad, `requires_grad_(False)`, never saved) encode the same batch; per-sample InfoNCE losses
-   over each query's own positive and hard negatives (`dro.only_hard_negatives`; else in-batch too);
+   over each query's own positive and hard negatives (`dro.loss.only_hard_negatives`; else in-batch too);
 2. losses and dataset ids are gathered over processes (the GLOBAL micro-batch) and the group measure
    (`tdro.dro.group_measure`) is accumulated into alpha's gradient;
 3. on the last micro-batch of the step alpha is updated (`tdro.dro.AlphaState`) BEFORE that micro-batch's
