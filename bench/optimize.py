@@ -57,7 +57,7 @@ def main() -> None:
                       query_max_length=32, passage_max_length=64)
     reference = Encoder.from_card(model).save_pretrained(root / "reference")
     shape = dict(steps=args.steps, batch_size=args.batch_size, gradient_accumulation=args.accumulation,
-                 passages_per_query=args.passages, warmup_steps=0, checkpoint_every=10_000, temperature=0.05)
+                 passages_per_query=args.passages, warmup_steps=0, checkpoint_every=10_000)
     common = dict(experiment="bench", seed=1, model=model, datasets=cards,
                   resources=ResourcesSpec(mixed_precision="no"), tracking=TrackingSpec(mode="disabled"))
 
@@ -65,16 +65,18 @@ def main() -> None:
     for k in range(args.rounds):
         s0 = TrainStageFile(kind="reference", stage_id=f"s0-{k}", output_dir=str(root / f"s0-{k}"),
                             mixture=Mixture(weights={c.name: 1.0 for c in cards}),
-                            train=TrainSpec(**shape, homogeneous_batches=False, cross_device_negatives=False),
+                            train=TrainSpec(**shape, homogeneous_batches=False,
+                                            loss={"temperature": 0.05, "cross_device_negatives": False}),
                             **common)
         train.run(s0)
         s0_steps = [r["seconds"] for r in pq.read_table(s0.output / "metrics.parquet").to_pylist()][1:]
         s1 = OptimizeStageFile(stage_id=f"s1-{k}", output_dir=str(root / f"s1-{k}"),
                                initial_weights={c.name: 1.0 for c in cards},
-                               reference_model_dir=str(reference), dro=DroSpec(**shape), **common)
+                               reference_model_dir=str(reference),
+                               dro=DroSpec(**shape, loss={"temperature": 0.05}), **common)
         result = optimize.run(s1)
-        assert result and result["steps"] == args.steps
-        s1_times.append(result["median_seconds_per_step"])  # the first step excluded
+        assert result and result.steps == args.steps and result.median_seconds_per_step is not None
+        s1_times.append(result.median_seconds_per_step)  # the first step excluded
         s0_times.append(statistics.median(s0_steps))
 
     s0_med, s1_med = statistics.median(s0_times), statistics.median(s1_times)

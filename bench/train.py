@@ -1,7 +1,7 @@
 """Benchmark of the training stage (stages 0/2) on this machine. Not a test.
 
 For each model, in one run: the step time of the training stage's own step function
-(`tdro.stages.train.optimizer_step` on the stage's components, the next batch prepared by the stage's
+(`tdro.stages.loop.optimizer_step` of the stage's `TrainTask`, the next batch prepared by the stage's
 `Prefetcher` while a step computes; forward/backward, clipping, AdamW, schedule), its tokens/s, the
 FLOPs of one step (counted by `torch.utils.flop_counter` on the real batch, padding included) over the
 step time as a fraction of the dense fp32 matmul FLOP/s measured here, and the step time of
@@ -110,7 +110,7 @@ def small_decoder(folder: Path) -> Path:
 
 
 class Ours:
-    """The training stage's own step (`tdro.stages.train.optimizer_step`) on the stage's components."""
+    """The training stage's own step (`tdro.stages.loop.optimizer_step` of its `TrainTask`)."""
 
     def __init__(self, card, data: Path, args) -> None:
         from tdro.data.stream import TrainingStream
@@ -127,8 +127,7 @@ class Ours:
             passages_per_query=args.passages,
             learning_rate=1e-5,
             warmup_steps=0,
-            temperature=0.05,
-            cross_device_negatives=False,
+            loss={"temperature": 0.05, "cross_device_negatives": False},
         )
         dataset = DatasetCard(name="bench", path=str(data), instructions=["retrieve"])
         self.accelerator = make_accelerator(ResourcesSpec(mixed_precision="no"))
@@ -156,17 +155,14 @@ class Ours:
         self.prefetch = Prefetcher(self.stream, 1, steps)
 
     def step(self) -> float:
-        from tdro.stages.train import optimizer_step
+        from tdro.stages.loop import optimizer_step
+        from tdro.stages.train import TrainTask
 
         t0 = time.perf_counter()
+        task = TrainTask(self.spec, self.stream, self.model, self.loss_fn, self.accelerator)
         optimizer_step(
-            self.model,
-            self.optimizer,
-            self.scheduler,
-            self.prefetch.next(),
-            self.loss_fn,
-            accelerator=self.accelerator,
-            spec=self.spec,
+            task, 1, self.prefetch.next(), datasets=["bench"], accelerator=self.accelerator, model=self.model,
+            optimizer=self.optimizer, scheduler=self.scheduler, max_grad_norm=self.spec.max_grad_norm,
         )
         return time.perf_counter() - t0
 

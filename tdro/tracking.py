@@ -1,7 +1,10 @@
 """W&B as a projection of what stages and the catalog hold; offline by default.
 
-Jobs call `StageTracker.start(...)` to log live curves (on the main process only); the runner logs
-summaries after ingest. Imports no torch; wandb itself is imported only when tracking is on.
+One W&B run per stage (id `tracking_keys.run_id(kind, stage_id)`, resume="allow"): the job calls
+`StageTracker.start(...)` and streams its per-step curves while it trains (main process only); after
+ingest the runner starts the same run again and adds the summary and tables (`table`, `summary`).
+Key names come from `tdro.tracking_keys`. Imports no torch; wandb itself is imported only when tracking
+is on.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 
 from tdro.enums import TrackingMode
 from tdro.spec.experiment import TrackingSpec
+from tdro.tracking_keys import run_id
 
 
 class StageTracker:
@@ -34,22 +38,26 @@ class StageTracker:
     ) -> StageTracker:
         if not enabled or tracking.mode is TrackingMode.disabled:
             return cls(None)
+        import random
+
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")
+        before = random.getstate()  # W&B must not move a job's seeded RNG: tracking on or off, same run
         run = wandb.init(
             project=tracking.project,
             entity=tracking.entity,
             mode=tracking.mode.value,  # type: ignore[arg-type]  # a TrackingMode value: wandb's literals
             group=experiment,
             job_type=kind,
-            name=f"{kind}-{stage_id[:12]}",
-            id=f"{kind}-{stage_id[:12]}",
+            name=run_id(kind, stage_id),
+            id=run_id(kind, stage_id),
             resume="allow",
             config=config or {},
             dir=str(folder),
             reinit="create_new",
         )
+        random.setstate(before)
         return cls(run)
 
     @property
@@ -61,11 +69,12 @@ class StageTracker:
             self._run.log(metrics, step=step)
 
     def table(self, key: str, columns: list[str], rows: list[list[Any]]) -> None:
+        """A table in the run summary: it adds no history step, so it never clashes with the job's steps."""
         if self._run is not None:
             import wandb
 
             names: list[str | int] = list(columns)
-            self._run.log({key: wandb.Table(columns=names, data=rows)})
+            self._run.summary[key] = wandb.Table(columns=names, data=rows)
 
     def summary(self, values: dict[str, Any]) -> None:
         if self._run is not None:
@@ -75,36 +84,3 @@ class StageTracker:
         if self._run is not None:
             self._run.finish()
             self._run = None
-
-
-def log_stage_summary(
-    tracking: TrackingSpec,
-    *,
-    experiment: str,
-    kind: str,
-    stage_id: str,
-    folder: str | Path,
-    config: dict[str, Any] | None = None,
-    series: dict[str, list[tuple[int, float]]] | None = None,
-    tables: dict[str, tuple[list[str], list[list[Any]]]] | None = None,
-    summary: dict[str, Any] | None = None,
-) -> None:
-    """The runner's W&B run of one finished stage: `series` (key -> [(step, value)]) become line charts
-    over `step` (e.g. `alpha/<dataset>`), `tables` W&B tables, `summary` the run summary."""
-    tracker = StageTracker.start(
-        tracking, experiment=experiment, kind=kind, stage_id=stage_id, folder=folder, config=config
-    )
-    if not tracker.active:
-        return
-    try:
-        by_step: dict[int, dict[str, float]] = {}
-        for key, points in (series or {}).items():
-            for step, value in points:
-                by_step.setdefault(int(step), {})[key] = value
-        for step in sorted(by_step):
-            tracker.log(by_step[step], step=step)
-        for key, (columns, rows) in (tables or {}).items():
-            tracker.table(key, columns, rows)
-        tracker.summary(summary or {})
-    finally:
-        tracker.finish()

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from tdro.spec.cards import DatasetCard, ModelCard
 from tdro.spec.experiment import DroSpec, ResourcesSpec, TrackingSpec
-from tdro.spec.stage_file import OptimizeStageFile
+from tdro.spec.stage_file import OptimizeStageFile, Upstream
+from tests.train_helpers import with_loss_section
 
 
 def reference_model(card: ModelCard, folder: Path, *, noise: float = 0.05, seed: int = 1) -> Path:
@@ -30,12 +31,13 @@ def optimize_stage(
 ) -> OptimizeStageFile:
     defaults = dict(
         steps=4, batch_size=8, gradient_accumulation=2, passages_per_query=4, learning_rate=1e-3,
-        warmup_steps=1, temperature=0.05, eta=0.5, checkpoint_every=100,
+        warmup_steps=1, eta=0.5, checkpoint_every=100,
     )
     stage = OptimizeStageFile(
         stage_id="test-" + out.name, experiment="tests", seed=7, output_dir=str(out), model=model,
         datasets=datasets, initial_weights={d.name: 1.0 for d in datasets},
-        reference_model_dir=str(reference_dir) if reference_dir else None, dro=DroSpec(**{**defaults, **dro}),
+        reference_model=Upstream(stage_id="reference", path=str(reference_dir)) if reference_dir else None,
+        dro=DroSpec(**{**defaults, **with_loss_section(dro)}),
         resources=ResourcesSpec(mixed_precision="no", processes=processes),
         tracking=TrackingSpec(mode=tracking, project="tdro-tests"),
     )

@@ -18,6 +18,7 @@ import yaml
 
 from tdro.spec.load import Experiment, load_experiment
 from tdro.spec.registry import Registry
+from tdro.spec.stage_result import BenchmarkRecord, DatasetUse, EvaluateResult, OptimizeResult, TrainResult
 from tests.train_helpers import write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,9 +51,11 @@ def write_project(root: Path, model_dir: Path, *, datasets: tuple[str, ...] = DA
         "seed": 1,
         "base_model": "tiny",
         "datasets": list(datasets),
-        "train": {"steps": 2, "batch_size": 8, "warmup_steps": 0, "checkpoint_every": 1, "temperature": 0.05},
+        "train": {"steps": 2, "batch_size": 8, "warmup_steps": 0, "checkpoint_every": 1,
+                  "loss": {"temperature": 0.05}},
         "dro": {"steps": 2, "batch_size": 8, "gradient_accumulation": 1, "passages_per_query": 2,
-                "warmup_steps": 0, "checkpoint_every": 1, "temperature": 0.05},
+                "warmup_steps": 0, "checkpoint_every": 1,
+                  "loss": {"temperature": 0.05}},
         "transfer": [{"mode": "top_percent", "percent": 70}],
         "evaluate": {"benchmarks": ["tiny"], "metrics": ["ndcg@10"], "top_k": 10, "batch_size": 16},
         "resources": {"processes": 1},
@@ -79,24 +82,24 @@ def load(spec: Path, *overrides: str) -> Experiment:
 
 
 def fake_outputs(stage: Any, *, value: float = 0.5, weights: dict[str, float] | None = None) -> Path:
-    """The files a finished job leaves, per the stage-file contract, in the stage's complete folder."""
+    """The files a finished job leaves, per the stage-result contract, in the stage's complete folder."""
     folder: Path = stage.folder
     folder.mkdir(parents=True, exist_ok=True)
     kind = stage.kind.value
-    result: dict[str, Any] = {"kind": kind, "stage_id": stage.id, "status": "complete", "wall_seconds": 1.5}
+    common: dict[str, Any] = {"stage_id": stage.id, "wall_seconds": 1.5}
     names = [d.name for d in stage.stage_file.datasets] if hasattr(stage.stage_file, "datasets") else []
+    used = [DatasetUse(name=n, rows=24, fingerprint="x", skipped_lines=0) for n in names]
+    result: TrainResult | OptimizeResult | EvaluateResult
     if kind in ("reference", "train"):
-        (folder / "model").mkdir(exist_ok=True)
-        result.update(steps=2, final_loss=value, model_dir="model",
-                      mixture={n: 1.0 / len(names) for n in names},
-                      datasets=[{"name": n, "rows": 24, "fingerprint": "x", "skipped_lines": 0}
-                                for n in names])
+        (folder / TrainResult.MODEL_DIR).mkdir(exist_ok=True)
+        result = TrainResult(kind=kind, **common, steps=2, final_loss=value,
+                             mixture={n: 1.0 / len(names) for n in names}, datasets=used)
         con = duckdb.connect()
         con.execute(f"COPY (SELECT range AS step, {value} AS loss, 1e-4 AS lr, 'alpha' AS dataset, "
-                    f"1.0 AS grad_norm, 0.1 AS seconds FROM range(1, 3)) TO '{folder / 'metrics.parquet'}'")
+                    f"1.0 AS grad_norm, 0.1 AS seconds FROM range(1, 3)) TO '{folder / result.metrics_file}'")
     elif kind == "optimize":
         w = weights or {n: 1.0 / len(names) for n in names}
-        (folder / "weights.json").write_text(json.dumps({
+        (folder / OptimizeResult.WEIGHTS_FILE).write_text(json.dumps({
             "stage_id": stage.id, "measure": stage.stage_file.dro.measure.value, "step": 2, "datasets": names,
             "sizes": {n: 24 for n in names}, "initial": {n: 1.0 / len(names) for n in names},
             "curr": w, "mean": w, "ema": w,
@@ -106,12 +109,14 @@ def fake_outputs(stage: Any, *, value: float = 0.5, weights: dict[str, float] | 
             f"{w[n]} AS alpha_ema, 0.1 AS group_measure, 1.0 AS proxy_loss, 2.0 AS ref_loss, 8 AS samples"
             for step in (1, 2) for n in names
         )
-        duckdb.connect().execute(f"COPY ({rows}) TO '{folder / 'trajectory.parquet'}'")
-        result.update(steps=2, weights_file="weights.json", diagnostics={}, datasets=[])
+        duckdb.connect().execute(f"COPY ({rows}) TO '{folder / OptimizeResult.TRAJECTORY_FILE}'")
+        dro = stage.stage_file.dro
+        result = OptimizeResult(**common, steps=2, measure=dro.measure, ratio=dro.ratio, diagnostics={},
+                                final_loss=value, datasets=[])
     else:
-        result.update(model_dir=stage.stage_file.model_dir, benchmarks=[{
-            "benchmark": "tiny", "split": "test", "num_queries": 13, "num_docs": 26, "top_k": 10,
-            "ignore_identical_ids": False, "metrics": {"ndcg@10": value},
-        }])
-    (folder / "result.json").write_text(json.dumps(result))
+        result = EvaluateResult(**common, model_dir=stage.stage_file.model_dir, benchmarks=[BenchmarkRecord(
+            benchmark="tiny", split="test", num_queries=13, num_docs=26, top_k=10, ignore_identical_ids=False,
+            metrics={"ndcg@10": value},
+        )])
+    result.write(folder)
     return folder

@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from tdro.catalog.connection import open_catalog, transaction
+from tdro.catalog.ingest import TABLE_COLUMNS
 from tdro.catalog.query import run_sql, to_csv, to_json
 from tdro.catalog.schema import SCHEMA_VERSION, current_version
 from tdro.errors import UserError
+from tdro.spec.stage_result import BenchmarkRecord
 
 VIEW_COLUMNS = {
     "results": ["experiment", "arm", "measure", "transfer", "base_model", "benchmark", "metric", "value",
@@ -53,3 +55,22 @@ def test_a_failing_transaction_leaves_nothing(tmp_path: Path) -> None:
         con.execute("INSERT INTO experiments VALUES ('e', 'e.yaml', '{}', now())")
         raise RuntimeError("mid-ingest failure")
     assert run_sql(path, "SELECT count(*) FROM experiments").rows == [(0,)]
+
+
+@pytest.mark.parametrize("table", [pytest.param(t, id=t) for t in TABLE_COLUMNS])
+def test_stage_table_ddl_matches_the_result_model_columns(tmp_path: Path, table: str) -> None:
+    with open_catalog(tmp_path / "c.duckdb") as con:
+        columns = [r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "ORDER BY ordinal_position", [table],
+        ).fetchall()]
+    assert columns == ["stage_id", *TABLE_COLUMNS[table]]
+
+
+def test_eval_metrics_ddl_holds_every_benchmark_result_field(tmp_path: Path) -> None:
+    with open_catalog(tmp_path / "c.duckdb") as con:
+        columns = {r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'eval_metrics'"
+        ).fetchall()}
+    # a benchmark's `metrics` mapping becomes one (metric, value) row per entry
+    assert columns == {"stage_id", "metric", "value", *BenchmarkRecord.model_fields} - {"metrics"}

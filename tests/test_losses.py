@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from tdro.enums import Schedule
+from tdro.errors import UserError
 from tdro.modeling.losses import ContrastiveLoss, gtr_loss, info_nce, matryoshka
 from tdro.modeling.schedule import lr_factor
+from tdro.spec.experiment import DroLossSpec, DroSpec, LossSpec, TrainSpec
 
 # q0=(1,0), q1=(0,1); passages [pos, neg] per query: p0=(1,0) p1=(.6,.8) | p2=(0,1) p3=(.8,.6)
 Q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
@@ -123,3 +125,24 @@ def test_gradient_is_softmax_minus_onehot():
 def test_lr_schedule_formulas(schedule, step, expected):
     got = lr_factor(step, schedule=schedule, warmup_steps=10, total_steps=110, min_lr_ratio=0.1)
     assert got == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("spec, only_hn", [
+    pytest.param(TrainSpec().loss.model_copy(update={"temperature": TAU}), False, id="stage-0-2"),
+    pytest.param(DroSpec().loss.model_copy(update={"temperature": TAU}), True, id="stage-1"),
+])
+def test_one_factory_builds_each_stage_loss_from_its_spec(spec, only_hn):
+    loss = ContrastiveLoss.from_spec(spec, passages_per_query=2, normalize=True, dim=2)
+    expected = _loop_info_nce(Q.tolist(), P.tolist(), 2, TAU, only_hn=only_hn)
+    assert loss(Q, P, reduction="none").tolist() == pytest.approx(expected, rel=1e-6)
+
+
+def test_factory_refuses_matryoshka_dims_beyond_the_model():
+    spec = LossSpec(matryoshka_dims=[2, 4])
+    with pytest.raises(UserError, match="matryoshka_dims: 4 exceeds the model's dimension 2"):
+        ContrastiveLoss.from_spec(spec, passages_per_query=2, normalize=True, dim=2)
+
+
+def test_stage1_loss_never_gathers_representations():
+    with pytest.raises(ValueError, match="cross_device_negatives"):
+        DroLossSpec(cross_device_negatives=True)

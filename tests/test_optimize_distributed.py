@@ -9,7 +9,6 @@ normalised over the global micro-batch.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -18,10 +17,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tdro import tracking_keys
 from tdro.plan.launch import free_port
+from tdro.spec.stage_result import OptimizeResult
 from tdro.stages import optimize
 from tests.optimize_helpers import optimize_stage, reference_model
 from tests.train_helpers import dataset_cards, model_card
+from tests.wandb_offline import offline_runs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,11 +82,13 @@ def test_two_processes_match_one(tmp_path, tiny_decoder_dir):
     # losses near 0 times sum(ref) / ref_i)
     assert [r["alpha"] for r in b[:3]] == pytest.approx([r["alpha"] for r in a[:3]], rel=3e-5)
     assert len({round(r["alpha"], 9) for r in a if r["dataset"] == "alpha"}) == 3  # alpha moved each step
-    assert json.loads((two.output / "result.json").read_text())["num_processes"] == 2
+    assert OptimizeResult.read(two.output).num_processes == 2
     assert (two.output / "weights.json").is_file()
     # alpha curves went to one offline W&B run, from the main process only
-    (run_dir,) = (two.output / "wandb").glob("offline-run-*")
-    records = next(run_dir.glob("run-*.wandb")).read_bytes()  # protobuf records: keys stored as text
-    wanted = [b"alpha/alpha", b"alpha_mean/beta", b"alpha_ema/gamma", b"group_measure/beta",
-              b"final_alpha/gamma"]
-    assert not [k for k in wanted if k not in records]
+    (run,) = offline_runs(two.output)
+    for key in ("alpha/alpha", "alpha_mean/beta", "alpha_ema/gamma", "group_measure/beta",
+                tracking_keys.ALPHA_GRAD_NORM, tracking_keys.LOSS):
+        assert [step for step, _ in run.curve(key)] == [1, 2, 3], key
+    assert run.curve("proxy_loss/alpha") and run.curve("ref_loss/alpha")  # for the steps that drew alpha
+    assert [v for _, v in run.curve("alpha/alpha")] == [r["alpha"] for r in b if r["dataset"] == "alpha"]
+    assert tracking_keys.final_alpha("gamma") in run.summary

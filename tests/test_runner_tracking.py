@@ -1,47 +1,99 @@
-"""After ingest the runner logs each new stage to W&B (offline): alpha per dataset, evaluation tables."""
+"""After ingest the runner adds each new stage's summary and tables to the stage's own W&B run (offline)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tdro.plan.graph import build_plan
+from tdro import tracking_keys as keys
+from tdro.plan.graph import Plan, Stage, build_plan
 from tdro.plan.runner import Runner
 from tests.runner_project import fake_outputs, load, write_project
+from tests.wandb_offline import OfflineRun, offline_runs
 
 WEIGHTS = {"alpha": 0.6, "beta": 0.3, "gamma": 0.1}
 
 
-def test_new_stages_are_logged_to_wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "config.json").write_text("{}")
-    spec = write_project(tmp_path, model)
-    quiet = build_plan(load(spec, "tracking.mode=disabled"))
-    ref, opt, train, ev_ref, ev_train = quiet.stages
-    for stage in (ref, train, ev_train):
-        fake_outputs(stage, value=0.25)
-    Runner(quiet, gpu=False).register()  # ingested without tracking
-    fake_outputs(opt, weights=WEIGHTS)
-    fake_outputs(ev_ref, value=0.75)
-    plan = build_plan(load(spec, "tracking.mode=offline"))
-    assert [s.id for s in plan.stages] == [s.id for s in quiet.stages]  # tracking is not part of any id
-    Runner(plan, gpu=False).register()
-    runs = tmp_path.glob("runs/*/wandb/offline-run-*/run-*.wandb")
-    logged = sorted(p.parent.parent.parent.name for p in runs)
-    assert logged == sorted([opt.name, ev_ref.name])  # only the stages ingested now
-    (opt_run,) = (tmp_path / "runs" / opt.name / "wandb").glob("offline-run-*")
-    assert opt_run.name.endswith(f"optimize-{opt.id[:12]}")
-    records = next(opt_run.glob("run-*.wandb")).read_bytes()
-    for dataset in WEIGHTS:
-        assert f"alpha/{dataset}".encode() in records
-    (table,) = opt_run.glob("files/media/table/weights_*.table.json")
+@dataclass(frozen=True)
+class Logged:
+    """A plan whose stages 0 and 2 were ingested without tracking, then stage 1 and an evaluation with it."""
+
+    quiet: Plan
+    plan: Plan
+    optimize: Stage
+    evaluate: Stage
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory) -> Logged:
+    import wandb
+
+    root = tmp_path_factory.mktemp("tracking")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WANDB_MODE", "offline")
+        model = root / "model"
+        model.mkdir()
+        (model / "config.json").write_text("{}")
+        spec = write_project(root, model)
+        quiet = build_plan(load(spec, "tracking.mode=disabled"))
+        ref, opt, train, ev_ref, ev_train = quiet.stages
+        for stage in (ref, train, ev_train):
+            fake_outputs(stage, value=0.25)
+        Runner(quiet, gpu=False).register()  # ingested without tracking
+        fake_outputs(opt, weights=WEIGHTS)
+        fake_outputs(ev_ref, value=0.75)
+        plan = build_plan(load(spec, "tracking.mode=offline"))
+        Runner(plan, gpu=False).register()
+        wandb.teardown()  # the W&B service writes run files asynchronously; this waits for them
+    return Logged(quiet, plan, opt, ev_ref)
+
+
+def only_run(stage: Stage) -> OfflineRun:
+    (run,) = offline_runs(stage.folder)
+    return run
+
+
+def test_tracking_is_not_part_of_any_stage_id(logged: Logged) -> None:
+    assert [s.id for s in logged.plan.stages] == [s.id for s in logged.quiet.stages]
+
+
+def test_only_the_stages_ingested_now_are_logged(logged: Logged) -> None:
+    runs = logged.plan.stages[0].folder.parent.glob("*/wandb/offline-run-*")
+    assert sorted(p.parent.parent.name for p in runs) == sorted([logged.optimize.name, logged.evaluate.name])
+
+
+@pytest.mark.parametrize("kind", [
+    pytest.param("optimize", id="optimize"), pytest.param("evaluate", id="evaluate"),
+])
+def test_the_runner_writes_to_the_stage_run_id(logged: Logged, kind: str) -> None:
+    stage = getattr(logged, kind)
+    assert only_run(stage).run_id == keys.run_id(kind, stage.id)
+
+
+def test_the_runner_adds_no_history_steps(logged: Logged) -> None:
+    assert only_run(logged.optimize).history == []  # the job streams the curves; the runner adds none
+
+
+def test_final_alpha_is_in_the_summary(logged: Logged) -> None:
+    summary = only_run(logged.optimize).summary
+    assert {d: summary[keys.final_alpha(d)] for d in WEIGHTS} == WEIGHTS
+
+
+def test_weights_table_holds_the_catalog_weights(logged: Logged) -> None:
+    (table,) = only_run_dir(logged.optimize).glob("files/media/table/weights_*.table.json")
     data = json.loads(table.read_text())
-    assert data["columns"] == ["source", "dataset", "weight"]
-    assert ["curr", "alpha", 0.6] in data["data"]
-    (ev_run,) = (tmp_path / "runs" / ev_ref.name / "wandb").glob("offline-run-*")
-    (ev_table,) = ev_run.glob("files/media/table/evaluation_*.table.json")
-    assert json.loads(ev_table.read_text())["data"] == [["tiny", "ndcg@10", 0.75]]
+    assert data["columns"] == ["source", "dataset", "weight"] and ["curr", "alpha", 0.6] in data["data"]
+
+
+def test_evaluation_table_and_summary(logged: Logged) -> None:
+    (table,) = only_run_dir(logged.evaluate).glob("files/media/table/evaluation_*.table.json")
+    assert json.loads(table.read_text())["data"] == [["tiny", "ndcg@10", 0.75]]
+    assert only_run(logged.evaluate).summary[keys.benchmark_metric("tiny", "ndcg@10")] == 0.75
+
+
+def only_run_dir(stage: Stage) -> Path:
+    (run_dir,) = (stage.folder / "wandb").glob("offline-run-*")
+    return run_dir

@@ -73,9 +73,10 @@ def test_valid_spec_defaults_follow_reference(reg: Path) -> None:
     exp = load_experiment(spec_path)
     spec = exp.spec
     assert (spec.train.steps, spec.train.batch_size, spec.train.passages_per_query) == (1000, 2048, 2)
-    assert (spec.train.learning_rate, spec.train.temperature, spec.train.warmup_steps) == (1e-4, 0.002, 100)
+    assert (spec.train.learning_rate, spec.train.warmup_steps) == (1e-4, 100)
+    assert spec.train.loss.temperature == spec.dro.loss.temperature == 0.002
     assert (spec.dro.eta, spec.dro.passages_per_query, spec.dro.gradient_accumulation) == (0.02, 8, 4)
-    assert spec.dro.measure is Measure.loss_over_ref and spec.dro.only_hard_negatives
+    assert spec.dro.measure is Measure.loss_over_ref and spec.dro.loss.only_hard_negatives
     assert [t.label for t in spec.transfer] == ["top_percent_70"]
     assert [a.name for a in exp.arms] == ["default"]
     assert [d.name for d in exp.arms[0].datasets] == ["alpha", "beta"]

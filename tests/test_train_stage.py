@@ -10,8 +10,10 @@ import torch
 
 from tdro.errors import UserError
 from tdro.spec.experiment import TransferSpec
-from tdro.spec.stage_file import Mixture
+from tdro.spec.stage_file import Mixture, Upstream
+from tdro.spec.stage_result import TrainResult
 from tdro.stages import train
+from tdro.stages.loop import StoppedEarly
 from tests.train_helpers import dataset_cards, model_card, stage_file
 
 
@@ -24,12 +26,12 @@ def test_tiny_bert_learns_and_reloads(tmp_path, tiny_bert_dir):
     first, last = sum(r["loss"] for r in rows[:4]) / 4, sum(r["loss"] for r in rows[-4:]) / 4
     assert last < 0.6 * first, (first, last)
     assert {r["dataset"] for r in rows} <= {"alpha", "beta"}
-    on_disk = json.loads((tmp_path / "run" / "result.json").read_text())
-    assert on_disk == json.loads(json.dumps(result))
-    assert on_disk["status"] == "complete" and on_disk["steps"] == 20 and on_disk["model_dir"] == "model"
-    assert on_disk["mixture"] == {"alpha": 0.5, "beta": 0.5}  # normalised
-    assert [d["name"] for d in on_disk["datasets"]] == ["alpha", "beta"]
-    assert all(d["rows"] == 64 and d["skipped_lines"] == 0 and d["fingerprint"] for d in on_disk["datasets"])
+    on_disk = TrainResult.read(tmp_path / "run")
+    assert on_disk == result
+    assert on_disk.status == "complete" and on_disk.steps == 20 and on_disk.model_dir == "model"
+    assert on_disk.mixture == {"alpha": 0.5, "beta": 0.5}  # normalised
+    assert [d.name for d in on_disk.datasets] == ["alpha", "beta"]
+    assert all(d.rows == 64 and d.skipped_lines == 0 and d.fingerprint for d in on_disk.datasets)
     from transformers import AutoModel
 
     reloaded = AutoModel.from_pretrained(tmp_path / "run" / "model")
@@ -45,7 +47,6 @@ def test_tiny_decoder_last_token_learns(tmp_path, tiny_decoder_dir):
         tmp_path / "run",
         card,
         cards,
-        tracking="offline",
         steps=30,
         learning_rate=1e-3,
         temperature=0.1,
@@ -56,15 +57,8 @@ def test_tiny_decoder_last_token_learns(tmp_path, tiny_decoder_dir):
     rows = pq.read_table(tmp_path / "run" / "metrics.parquet").to_pylist()
     first, last = sum(r["loss"] for r in rows[:3]) / 3, sum(r["loss"] for r in rows[-5:]) / 5
     assert last < 0.6 * first, (first, last)
-    import wandb
-
     from tdro.modeling.encoder import Encoder
 
-    wandb.teardown()  # the W&B service writes the run file asynchronously; this waits for it
-    (run_dir,) = (tmp_path / "run" / "wandb").glob("offline-run-*")  # a real offline W&B run
-    records = next(run_dir.glob("run-*.wandb")).read_bytes()  # protobuf records: keys stored as text
-    missing = [k for k in (b"train/loss", b"train/lr", b"train/grad_norm", b"final_loss") if k not in records]
-    assert not missing, missing
     enc = Encoder.from_pretrained(tmp_path / "run" / "model")
     assert enc.config.pooling.value == "last_token" and enc.tokenizer.padding_side == "left"
 
@@ -76,11 +70,12 @@ def test_resume_after_kill_gives_identical_weights(tmp_path, tiny_bert_dir):
     full = stage_file(tmp_path / "full", card, cards, **options)
     train.run(full)
     killed = stage_file(tmp_path / "killed", card, cards, **options)
-    assert train.run(killed, stop_after_step=3) is None  # checkpoint at step 2, step 3 lost
+    with pytest.raises(StoppedEarly):
+        train.run(killed, stop_after_step=3)  # checkpoint at step 2, step 3 lost
     assert sorted(p.name for p in (tmp_path / "killed" / "checkpoints").iterdir()) == ["step-2"]
     assert not (tmp_path / "killed" / "result.json").exists()
     result = train.run(killed)
-    assert result["resumed_from_step"] == 2
+    assert result is not None and result.resumed_from_step == 2
     from safetensors.torch import load_file
 
     a = load_file(tmp_path / "full" / "model" / "model.safetensors")
@@ -132,13 +127,14 @@ def test_stage2_mixture_from_weights_file_and_transfer(tmp_path, tiny_bert_dir):
         )
     )
     mixture = Mixture(
-        weights_file=str(tmp_path / "weights.json"), transfer=TransferSpec(mode="top_percent", percent=70)
+        alpha_file=Upstream(stage_id="stage-1", path=str(tmp_path / "weights.json")),
+        transfer=TransferSpec(mode="top_percent", percent=70),
     )
     stage = stage_file(tmp_path / "run", model_card(tiny_bert_dir), cards, mixture=mixture, steps=2)
     result = train.run(stage)
     # top 70% of 3 datasets = 2 (floor), the largest curr weights: beta, gamma; uniform over them
-    assert result["mixture"] == {"beta": 0.5, "gamma": 0.5}
-    assert [d["name"] for d in result["datasets"]] == ["beta", "gamma"]
+    assert result is not None and result.mixture == {"beta": 0.5, "gamma": 0.5}
+    assert [d.name for d in result.datasets] == ["beta", "gamma"]
     rows = pq.read_table(tmp_path / "run" / "metrics.parquet").to_pylist()
     assert {r["dataset"] for r in rows} <= {"beta", "gamma"}
 
@@ -151,3 +147,32 @@ def test_last_token_without_eos_refused_before_training(tmp_path, tiny_decoder_d
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "does not append EOS" in err[0]
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_job_streams_per_step_curves_to_its_wandb_run(tmp_path, tiny_bert_dir):
+    import wandb
+
+    from tdro import tracking_keys as keys
+    from tests.wandb_offline import offline_runs
+
+    cards = dataset_cards(tmp_path / "data", names=("alpha",), groups=16)
+    stage = stage_file(tmp_path / "run", model_card(tiny_bert_dir), cards, tracking="offline", steps=3)
+    train.run(stage)
+    wandb.teardown()  # the W&B service writes the run file asynchronously; this waits for it
+    (run,) = offline_runs(tmp_path / "run")
+    assert run.run_id == keys.run_id("reference", stage.stage_id)
+    for key in (keys.LOSS, keys.LR, keys.GRAD_NORM, keys.QUERIES_PER_SECOND, keys.dataset_loss("alpha")):
+        assert [step for step, _ in run.curve(key)] == [1, 2, 3], key
+    rows = pq.read_table(tmp_path / "run" / "metrics.parquet").to_pylist()
+    assert [value for _, value in run.curve(keys.LOSS)] == [r["loss"] for r in rows]
+    assert run.summary[keys.FINAL_LOSS] == rows[-1]["loss"]
+
+
+def test_tracking_does_not_change_training(tmp_path, tiny_bert_dir):
+    cards = dataset_cards(tmp_path / "data", names=("alpha",), groups=16)
+    card = model_card(tiny_bert_dir)
+    for name, tracking in (("quiet", "disabled"), ("tracked", "offline")):
+        train.run(stage_file(tmp_path / name, card, cards, tracking=tracking, steps=3))
+    losses = [[r["loss"] for r in pq.read_table(tmp_path / n / "metrics.parquet").to_pylist()]
+              for n in ("quiet", "tracked")]
+    assert losses[0] == losses[1]

@@ -70,6 +70,17 @@ def model_card(model_dir: Path, *, pooling: str = "mean", eos: str = "none", **e
     )
 
 
+LOSS_KEYS = (
+    "temperature", "only_hard_negatives", "cross_device_negatives", "bidirectional", "matryoshka_dims",
+)
+
+
+def with_loss_section(options: dict, temperature: float = 0.05) -> dict:
+    """Keyword options of a train/dro section with the loss settings moved into its `loss` section."""
+    loss = {"temperature": temperature, **{k: options[k] for k in LOSS_KEYS if k in options}}
+    return {**{k: v for k, v in options.items() if k not in LOSS_KEYS}, "loss": loss}
+
+
 def stage_file(
     out: Path,
     model: ModelCard,
@@ -86,7 +97,6 @@ def stage_file(
         passages_per_query=2,
         learning_rate=1e-3,
         warmup_steps=1,
-        temperature=0.05,
         checkpoint_every=100,
     )
     stage = TrainStageFile(
@@ -98,7 +108,7 @@ def stage_file(
         model=model,
         datasets=datasets,
         mixture=mixture or Mixture(weights=weights or {d.name: 1.0 for d in datasets}),
-        train=TrainSpec(**{**defaults, **train}),
+        train=TrainSpec(**{**defaults, **with_loss_section(train)}),
         resources=ResourcesSpec(mixed_precision="no"),
         tracking=TrackingSpec(mode=tracking, project="tdro-tests"),
     )

@@ -15,14 +15,22 @@ from typing import Any
 
 import duckdb
 
-from tdro.spec.stage_file import RESULT_FILE
+from tdro.spec.stage_result import (
+    RESULT_FILE,
+    EvaluateResult,
+    OptimizeResult,
+    TrainResult,
+    read_result,
+)
+from tdro.weights_file import WeightsFile
 
 STAGE_TABLES = ("mixture_weights", "trajectory_rows", "train_metrics", "eval_metrics")
-TRAJECTORY_COLUMNS = (
-    "step", "dataset", "alpha", "alpha_mean", "alpha_ema", "group_measure", "proxy_loss", "ref_loss",
-    "samples",
-)
-TRAIN_COLUMNS = ("step", "loss", "lr", "dataset", "grad_norm", "seconds")
+# Each stage table holds `stage_id` plus the columns of the file it comes from (checked by a test).
+TABLE_COLUMNS = {
+    "train_metrics": TrainResult.METRIC_COLUMNS,
+    "trajectory_rows": OptimizeResult.TRAJECTORY_COLUMNS,
+}
+WEIGHT_SOURCES = ("initial", "curr", "mean", "ema")
 _FIXED_ARM_COLUMNS = {"experiment", "arm", "assignments", "spec", "base_model"}
 
 
@@ -158,80 +166,93 @@ def _delete_stage(con: duckdb.DuckDBPyConnection, stage_id: str) -> None:
         con.execute(f"DELETE FROM {table} WHERE stage_id = ?", [stage_id])
 
 
-def _insert_stage_row(con: duckdb.DuckDBPyConnection, record: StageRecord, status: str, result: Any) -> None:
-    seconds = None
-    if isinstance(result, dict) and isinstance(result.get("wall_seconds"), int | float):
-        seconds = float(result["wall_seconds"])
+def _insert_stage_row(
+    con: duckdb.DuckDBPyConnection, record: StageRecord, status: str,
+    result: TrainResult | OptimizeResult | EvaluateResult | None,
+) -> None:
+    if result is not None:
+        seconds: float | None = result.wall_seconds
     elif record.started and record.finished:
         seconds = (record.finished - record.started).total_seconds()
+    else:
+        seconds = None
     con.execute(
         "INSERT INTO stages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
         [record.stage_id, record.kind, status, record.started, record.finished, seconds, record.git_commit,
          str(record.folder), json.dumps(record.inputs), json.dumps(record.identity),
-         json.dumps(result) if result is not None else None],
+         result.model_dump_json() if result is not None else None],
     )
 
 
-def _insert_parquet(
-    con: duckdb.DuckDBPyConnection, table: str, stage_id: str, path: Path, columns: tuple[str, ...]
-) -> None:
-    """Rows of a stage's parquet file; a column the job did not write is NULL."""
-    present = {d[0] for d in con.execute("SELECT * FROM read_parquet(?) LIMIT 0", [str(path)]).description}
-    select = ", ".join(_ident(c) if c in present else f"NULL AS {_ident(c)}" for c in columns)
+def _insert_parquet(con: duckdb.DuckDBPyConnection, table: str, stage_id: str, path: Path) -> None:
+    """Rows of a stage's parquet file, in the columns its result model states."""
+    columns = TABLE_COLUMNS[table]
     con.execute(
         f"INSERT INTO {table} (stage_id, {', '.join(map(_ident, columns))}) "
-        f"SELECT ?, {select} FROM read_parquet(?)",
+        f"SELECT ?, {', '.join(map(_ident, columns))} FROM read_parquet(?)",
         [stage_id, str(path)],
     )
 
 
-def ingest_stage(con: duckdb.DuckDBPyConnection, record: StageRecord) -> dict[str, Any]:
+def _insert_train(con: duckdb.DuckDBPyConnection, stage_id: str, folder: Path, result: TrainResult) -> None:
+    rows = [[stage_id, name, w] for name, w in result.mixture.items()]
+    if rows:
+        con.executemany("INSERT INTO mixture_weights VALUES (?, 'mixture', ?, ?)", rows)
+    _insert_parquet(con, "train_metrics", stage_id, folder / result.metrics_file)
+
+
+def _insert_optimize(
+    con: duckdb.DuckDBPyConnection, stage_id: str, folder: Path, result: OptimizeResult
+) -> None:
+    weights = WeightsFile.model_validate_json((folder / result.weights_file).read_text())
+    rows = [
+        [stage_id, source, name, w]
+        for source in WEIGHT_SOURCES
+        for name, w in (getattr(weights, source) or {}).items()
+    ]
+    if rows:
+        con.executemany("INSERT INTO mixture_weights VALUES (?, ?, ?, ?)", rows)
+    _insert_parquet(con, "trajectory_rows", stage_id, folder / result.trajectory_file)
+
+
+def _insert_evaluate(con: duckdb.DuckDBPyConnection, stage_id: str, result: EvaluateResult) -> None:
+    rows = [
+        [stage_id, b.benchmark, b.split, metric, value, b.num_queries, b.num_docs, b.top_k,
+         b.ignore_identical_ids]
+        for b in result.benchmarks
+        for metric, value in b.metrics.items()
+    ]
+    if rows:
+        con.executemany("INSERT INTO eval_metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def ingest_stage(
+    con: duckdb.DuckDBPyConnection, record: StageRecord
+) -> TrainResult | OptimizeResult | EvaluateResult:
     """Replace everything the catalog holds about this stage with what its complete folder holds."""
     folder = record.folder
-    result = json.loads((folder / RESULT_FILE).read_text())
-    if result.get("status") != "complete":
-        raise ValueError(f"{folder / RESULT_FILE}: status is {result.get('status')!r}, not 'complete'")
+    try:
+        result = read_result(folder)
+    except ValueError as exc:
+        raise ValueError(f"{folder / RESULT_FILE}: not a complete stage result ({exc})") from None
+    if result.kind != record.kind:
+        raise ValueError(f"{folder / RESULT_FILE}: kind {result.kind}, but the stage is {record.kind}")
     _delete_stage(con, record.stage_id)
     _insert_stage_row(con, record, "complete", result)
-    kind = record.kind
-    for ds in result.get("datasets") or []:
-        fingerprint = record.dataset_fingerprints.get(ds.get("name"))
-        if fingerprint and ds.get("rows") is not None:
-            con.execute(
-                "UPDATE datasets SET rows = ? WHERE name = ? AND fingerprint = ?",
-                [int(ds["rows"]), ds["name"], fingerprint],
-            )
-    if kind in ("reference", "train"):
-        mixture = result.get("mixture") or {}
-        if mixture:
-            con.executemany(
-                "INSERT INTO mixture_weights VALUES (?, 'mixture', ?, ?)",
-                [[record.stage_id, name, float(w)] for name, w in mixture.items()],
-            )
-        metrics = folder / "metrics.parquet"
-        if metrics.exists():
-            _insert_parquet(con, "train_metrics", record.stage_id, metrics, TRAIN_COLUMNS)
-    elif kind == "optimize":
-        weights = json.loads((folder / result.get("weights_file", "weights.json")).read_text())
-        rows = [
-            [record.stage_id, source, name, float(w)]
-            for source in ("initial", "curr", "mean", "ema")
-            for name, w in (weights.get(source) or {}).items()
-        ]
-        if rows:
-            con.executemany("INSERT INTO mixture_weights VALUES (?, ?, ?, ?)", rows)
-        trajectory = folder / "trajectory.parquet"
-        if trajectory.exists():
-            _insert_parquet(con, "trajectory_rows", record.stage_id, trajectory, TRAJECTORY_COLUMNS)
-    elif kind == "evaluate":
-        rows = [
-            [record.stage_id, b["benchmark"], b.get("split"), metric, float(value), b.get("num_queries"),
-             b.get("num_docs"), b.get("top_k"), b.get("ignore_identical_ids")]
-            for b in result.get("benchmarks") or []
-            for metric, value in (b.get("metrics") or {}).items()
-        ]
-        if rows:
-            con.executemany("INSERT INTO eval_metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    if isinstance(result, TrainResult | OptimizeResult):
+        for ds in result.datasets:
+            fingerprint = record.dataset_fingerprints.get(ds.name)
+            if fingerprint:
+                con.execute(
+                    "UPDATE datasets SET rows = ? WHERE name = ? AND fingerprint = ?",
+                    [ds.rows, ds.name, fingerprint],
+                )
+    if isinstance(result, TrainResult):
+        _insert_train(con, record.stage_id, folder, result)
+    elif isinstance(result, OptimizeResult):
+        _insert_optimize(con, record.stage_id, folder, result)
+    else:
+        _insert_evaluate(con, record.stage_id, result)
     return result
 
 

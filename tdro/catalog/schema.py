@@ -13,10 +13,10 @@ Tables (one concept each; `stage_id` is the full 64-hex stage id):
 - `datasets(name, fingerprint, path, rows, language, category, is_symmetric)`.
 - `mixture_weights(stage_id, source, dataset, weight)` — source `initial|curr|mean|ema` for stage 1,
   `mixture` for the sampling weights a training stage used.
-- `trajectory_rows(stage_id, step, dataset, alpha, alpha_mean, alpha_ema, group_measure, proxy_loss,
-  ref_loss, samples)`, `train_metrics(stage_id, step, loss, lr, dataset, grad_norm, seconds)`,
-  `eval_metrics(stage_id, benchmark, split, metric, value, num_queries, num_docs, top_k,
-  ignore_identical_ids)`.
+- `trajectory_rows(stage_id, <OptimizeResult.TRAJECTORY_COLUMNS>)`, `train_metrics(stage_id,
+  <TrainResult.METRIC_COLUMNS>)`: a stage's parquet file as `tdro.spec.stage_result` states it (a test
+  checks the DDL below against those tuples); `eval_metrics(stage_id, benchmark, split, metric, value,
+  num_queries, num_docs, top_k, ignore_identical_ids)`: one row per `BenchmarkResult` metric.
 Views (the public surface): `results`, `weights`, `trajectory` — see `VIEWS`.
 """
 

@@ -21,7 +21,7 @@ from typing import Any
 from tdro.catalog.ingest import ArmRecord, DatasetRecord, StageLink
 from tdro.data.demo import write_demo_collection
 from tdro.data.files import FINGERPRINT_CACHE_FILE, FingerprintCache
-from tdro.enums import StageKind, TrackingMode, TransferMode
+from tdro.enums import StageKind, TransferMode
 from tdro.errors import UserError
 from tdro.plan.fingerprint import benchmark_fingerprint, dataset_fingerprint, model_identity
 from tdro.spec.cards import BenchmarkCard, DatasetCard, ModelCard
@@ -42,8 +42,6 @@ from tdro.weights_file import WEIGHTS_FILE
 
 BASELINE = "baseline"
 EMBEDDING_CACHE = ".embedding_cache"
-# Jobs do not talk to W&B: the runner logs each stage's run after ingest, from the catalog's facts.
-JOB_TRACKING = TrackingSpec(mode=TrackingMode.disabled)
 
 
 class Status(StrEnum):
@@ -185,7 +183,7 @@ class _Builder:
         common: dict[str, Any] = {
             "experiment": self.experiment, "seed": spec.seed, "model": arm.model,
             "model_weights": self.model_weights(arm.model), "resources": spec.resources,
-            "tracking": JOB_TRACKING, "tracking_config": spec.model_dump(mode="json"),
+            "tracking": spec.tracking, "tracking_config": spec.model_dump(mode="json"),
         }
         training = {**common, "datasets": arm.datasets, "dataset_fingerprints": fingerprints,
                     "data": spec.data}

@@ -11,11 +11,10 @@ reference evaluation does. `encoded` counts the texts actually encoded (0 on a f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from tdro.retrieval.beir import Benchmark
 from tdro.retrieval.cache import EmbeddingCache, model_identity, text_key
@@ -25,6 +24,7 @@ from tdro.retrieval.model_folder import ResolvedModel
 from tdro.retrieval.search import TopK, identical_id_positions, to_run
 from tdro.spec.retriever import format_passage, format_query
 from tdro.spec.search import SearchConfig
+from tdro.spec.stage_result import BenchmarkRecord
 
 if TYPE_CHECKING:
     import torch
@@ -33,26 +33,16 @@ if TYPE_CHECKING:
     from tdro.modeling.encoder import Encoder
 
 
-@dataclass
-class BenchmarkResult:
-    benchmark: str
-    split: str
-    num_queries: int
-    num_docs: int
-    top_k: int
-    ignore_identical_ids: bool
-    metrics: dict[str, float]
-    per_query: dict[str, dict[str, float]] = field(default_factory=dict)
-    encoded: dict[str, int] = field(default_factory=dict)  # role -> texts encoded (not from cache)
+class BenchmarkResult(BenchmarkRecord):
+    """A benchmark's evaluation: its `result.json` record plus what only this process needs."""
+
+    per_query: dict[str, dict[str, float]] = Field(default_factory=dict)
+    encoded: dict[str, int] = Field(default_factory=dict)  # role -> texts encoded (not from cache)
     seconds: float = 0.0
 
     def record(self) -> dict[str, Any]:
-        """The entry of `result.json`'s `benchmarks` list (stage output contract)."""
-        return {
-            "benchmark": self.benchmark, "split": self.split, "num_queries": self.num_queries,
-            "num_docs": self.num_docs, "top_k": self.top_k, "ignore_identical_ids": self.ignore_identical_ids,
-            "metrics": self.metrics,
-        }
+        """The entry of `result.json`'s `benchmarks` list (`tdro.spec.stage_result.BenchmarkRecord`)."""
+        return self.model_dump(include=set(BenchmarkRecord.model_fields))
 
 
 class SearchSettings(SearchConfig):

@@ -44,12 +44,44 @@ class OptimizerSpec(_Section):
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     weight_decay: float = Field(0.1, ge=0)
     max_grad_norm: float | None = Field(1.0, gt=0)  # None: no clipping
-    temperature: float = Field(0.002, gt=0)
 
 
 class LossSpec(_Section):
+    """The contrastive loss of a training stage (built by `ContrastiveLoss.from_spec` in tdro.modeling)."""
+
+    temperature: float = Field(0.002, gt=0)
+    only_hard_negatives: bool = False  # each query against its own passages only (no in-batch negatives)
+    cross_device_negatives: bool = True  # gather queries and passages over processes
     bidirectional: bool = False  # GTR-style query->passage plus passage->query
     matryoshka_dims: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _compatible(self) -> LossSpec:
+        if self.bidirectional and self.only_hard_negatives:
+            raise ValueError("bidirectional needs in-batch queries; it excludes only_hard_negatives")
+        return self
+
+
+class DroLossSpec(LossSpec):
+    """Stage 1's proxy loss: the same loss, per sample, each query against its own hard negatives by default.
+
+    Stage 1 gathers the per-sample losses itself (the group measure is taken over the global micro-batch),
+    so the loss never gathers representations.
+    """
+
+    only_hard_negatives: bool = True
+    cross_device_negatives: bool = False
+
+    @model_validator(mode="after")
+    def _local(self) -> DroLossSpec:
+        if self.cross_device_negatives:
+            raise ValueError("cross_device_negatives: stage 1 gathers per-sample losses, not representations")
+        return self
+
+
+def _split_into_micro_batches(spec: TrainSpec | DroSpec) -> None:
+    if spec.batch_size % spec.gradient_accumulation:
+        raise ValueError("batch_size must be divisible by gradient_accumulation")
 
 
 class TrainSpec(OptimizerSpec):
@@ -59,7 +91,6 @@ class TrainSpec(OptimizerSpec):
     batch_size: int = Field(2048, gt=0)  # query groups per optimizer step, over all processes
     passages_per_query: int = Field(2, ge=1)  # 1 positive + hard negatives
     homogeneous_batches: bool = True
-    cross_device_negatives: bool = True
     gradient_accumulation: int = Field(1, ge=1)
     chunk_size: int | None = Field(None, gt=0)  # GradCache-style chunked encoding; None: whole batch
     checkpoint_every: Annotated[int, RUN_ONLY] = Field(100, gt=0)
@@ -67,8 +98,7 @@ class TrainSpec(OptimizerSpec):
 
     @model_validator(mode="after")
     def _divisible(self) -> TrainSpec:
-        if self.batch_size % self.gradient_accumulation:
-            raise ValueError("batch_size must be divisible by gradient_accumulation")
+        _split_into_micro_batches(self)
         return self
 
 
@@ -89,16 +119,15 @@ class DroSpec(OptimizerSpec):
     batch_size: int = Field(2048, gt=0)
     gradient_accumulation: int = Field(4, ge=1)
     passages_per_query: int = Field(8, ge=1)
-    only_hard_negatives: bool = True
     max_alpha_grad_norm: float | None = Field(1.0, gt=0)  # clipping of the alpha gradient
     normalize_on_update: bool = True
     ema: float = Field(0.1, gt=0, le=1)
     checkpoint_every: Annotated[int, RUN_ONLY] = Field(100, gt=0)
+    loss: DroLossSpec = DroLossSpec()
 
     @model_validator(mode="after")
     def _divisible(self) -> DroSpec:
-        if self.batch_size % self.gradient_accumulation:
-            raise ValueError("batch_size must be divisible by gradient_accumulation")
+        _split_into_micro_batches(self)
         return self
 
     def inert_fields(self) -> set[str]:

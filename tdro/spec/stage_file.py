@@ -11,22 +11,8 @@ their stage ids count, their paths do not. Input content enters as fingerprints 
 
 Stage outputs, all in `output_dir` (the runner launches into `runs/<kind>-<id12>.partial/` and renames it
 to `runs/<kind>-<id12>/` once `result.json` exists and the job exited 0). Jobs never open the catalog.
-Every `result.json` holds at least `{"kind", "stage_id", "status": "complete", "wall_seconds"}`; paths
-inside it are relative to the stage folder.
-- reference / train: `model/` (a retriever folder: HF weights + tokenizer + tdro_retriever.json +
-  sentence-transformers module files), `checkpoints/`, `metrics.parquet` (one row per optimizer step:
-  step, loss, lr, dataset, grad_norm, seconds), `result.json` adding `steps`, `final_loss`,
-  `model_dir: "model"`, `mixture: {dataset: weight}`,
-  `datasets: [{name, rows, fingerprint, skipped_lines}]`.
-- optimize: `weights.json` (`{"stage_id", "measure", "step", "datasets": [names in id order],
-  "sizes": {name: rows}, "initial": {..}, "curr": {..}, "mean": {..}, "ema": {..}}`),
-  `trajectory.parquet` (one row per alpha update and dataset: step, dataset, alpha, alpha_mean,
-  alpha_ema, group_measure, proxy_loss, ref_loss, samples), `checkpoints/`, `result.json` adding
-  `steps`, `weights_file: "weights.json"`, `diagnostics: {entropy, max_share, max_share_dataset,
-  absent_datasets, collapsed}`, `datasets: [...]` as above.
-- evaluate: `result.json` adding `model_dir` and `benchmarks: [{benchmark, split, num_queries,
-  num_docs, top_k, ignore_identical_ids, metrics: {"ndcg@10": float, ...}}]`; optional
-  `per_query/<benchmark>.parquet`.
+What each kind writes (`result.json`, its files and parquet columns) is stated once, by the result models
+in `tdro.spec.stage_result` (`TrainResult`, `OptimizeResult`, `EvaluateResult`).
 A job exits 0 on success, 2 on a `UserError` (one line on stderr), anything else on a bug.
 """
 

@@ -1,10 +1,9 @@
 """What runs inside a launched job: `python -m tdro.stages.<kind> STAGE_FILE` under `accelerate launch`.
 
-Stages, one module per kind: `train` (stage 0, the reference model, and stage 2, one per transfer),
-`optimize` (stage 1: a proxy model and alpha, the mixture weights) and `evaluate` (one trained or base
-model on the benchmarks). Shared utilities: `loop` (the one training loop: resume, checkpoints, the
-non-finite guard, prefetch, logging), `runtime` (accelerator, seeding, tracker, encoder loading, the
-exit-code wrapper), `checkpoint` (atomic, resumable checkpoints), `outputs` (result.json and parquet
-writers), `prefetch` (the next batch while this one trains), `step` (one contrastive forward/backward,
-full-batch or GradCache-chunked).
+Shared parts: `loop` (the one training loop of stages 0/2 and 1: resume, prefetch, optimizer step,
+non-finite guard, curves, checkpoints), `runtime` (accelerator, seeding, tracker, encoder loading, the
+exit-code wrapper), `checkpoint` (atomic, resumable checkpoints), `prefetch` (the next step's batches in a
+thread), `outputs` (atomic parquet and folder writers), `step` (one contrastive forward/backward,
+full-batch or GradCache-chunked). Stages: `train` (stages 0 and 2), `optimize` (stage 1), `evaluate`.
+What each writes is `tdro.spec.stage_result`.
 """

@@ -4,8 +4,9 @@ Reads an `EvaluateStageFile`; loads the retriever in `model_dir` (its tdro_retri
 stage's model card gives pooling, normalisation and prompts); evaluates every benchmark card (corpus
 encoding sharded across processes, search and metrics on the main process); the main process writes
 `per_query/<benchmark>.parquet` and then `result.json` (each under a temporary name, then renamed) into
-`output_dir`, as `tdro.spec.stage_file` specifies. Exit 0 on success, 2 with one line per problem on
-stderr for a `UserError`.
+`output_dir`, as `tdro.spec.stage_result.EvaluateResult` specifies, only once every benchmark is done (a
+failure leaves no half outputs). Returns the result on the main process, None on the others. Exit 0 on
+success, 2 with one line per problem on stderr for a `UserError`.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import sys
 import time
 from pathlib import Path
 
+from tdro import tracking_keys as keys
 from tdro.enums import MixedPrecision
 from tdro.errors import UserError
 from tdro.spec.stage_file import EvaluateStageFile
-from tdro.stages.outputs import write_parquet, write_result
-from tdro.stages.runtime import make_accelerator, run_job, start_tracker
-
-PER_QUERY_FOLDER = "per_query"
+from tdro.spec.stage_result import BenchmarkRecord, EvaluateResult
+from tdro.stages.outputs import write_parquet
+from tdro.stages.runtime import make_accelerator, run_stage_module, start_tracker
 
 
 def _autocast_dtype(mode: MixedPrecision):
@@ -34,16 +35,14 @@ def _autocast_dtype(mode: MixedPrecision):
 def _write_per_query(folder: Path, name: str, per_query: dict[str, dict[str, float]]) -> str:
     metrics = sorted({m for values in per_query.values() for m in values})
     rows = [{"query_id": q, **values} for q, values in per_query.items()]
-    relative = f"{PER_QUERY_FOLDER}/{name}.parquet"
-    (folder / PER_QUERY_FOLDER).mkdir(parents=True, exist_ok=True)
+    relative = EvaluateResult.per_query_file(name)
+    (folder / relative).parent.mkdir(parents=True, exist_ok=True)
     write_parquet(folder / relative, rows, ["query_id", *metrics])
     return relative
 
 
-def run(stage: EvaluateStageFile) -> dict | None:
-    """Evaluate every benchmark of the stage; the main process writes and returns result.json's fields."""
-    if not isinstance(stage, EvaluateStageFile):
-        raise UserError(f"stage {stage.stage_id}: kind {stage.kind!r} is not an evaluate stage")
+def run(stage: EvaluateStageFile) -> EvaluateResult | None:
+    """Evaluate every benchmark of the stage; the main process writes and returns the result."""
     from tdro.retrieval.beir import load_beir
     from tdro.retrieval.cache import EmbeddingCache
     from tdro.retrieval.evaluator import Evaluator, SearchSettings
@@ -68,31 +67,34 @@ def run(stage: EvaluateStageFile) -> dict | None:
         autocast_dtype=_autocast_dtype(stage.resources.mixed_precision),
     )
     tracker = start_tracker(stage, accelerator)
-    records = []
-    per_query_files = {}
-    for card, bench in zip(stage.benchmarks, benches, strict=True):
-        ignore = card.ignores_identical_ids(spec.ignore_identical_ids)
-        result = evaluator.evaluate(bench, card.instruction, ignore_identical_ids=ignore)
-        if result is not None:
-            records.append(result.record())
-            per_query_files[card.name] = _write_per_query(stage.output, card.name, result.per_query)
-            tracker.summary({f"{card.name}/{name}": value for name, value in result.metrics.items()})
-    accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:
-        return None
-    tracker.finish()
-    fields = {
-        "kind": "evaluate", "stage_id": stage.stage_id,
-        "wall_seconds": round(time.perf_counter() - started, 3),
-        "model_dir": stage.model_dir, "benchmarks": records, "per_query": per_query_files,
-    }
-    stage.output.mkdir(parents=True, exist_ok=True)
-    write_result(stage.output, fields)
-    return fields
+    try:
+        done = []  # (card, result) on the main process
+        for card, bench in zip(stage.benchmarks, benches, strict=True):
+            ignore = card.ignores_identical_ids(spec.ignore_identical_ids)
+            result = evaluator.evaluate(bench, card.instruction, ignore_identical_ids=ignore)
+            if result is not None:
+                done.append((card, result))
+        accelerator.wait_for_everyone()
+        if not accelerator.is_main_process:
+            return None
+        stage.output.mkdir(parents=True, exist_ok=True)
+        outcome = EvaluateResult(
+            stage_id=stage.stage_id, wall_seconds=round(time.perf_counter() - started, 3),
+            model_dir=stage.model_dir,
+            benchmarks=[BenchmarkRecord.model_validate(result.record()) for _, result in done],
+            per_query={card.name: _write_per_query(stage.output, card.name, result.per_query)
+                       for card, result in done},
+        )
+        outcome.write(stage.output)
+        tracker.summary({keys.benchmark_metric(card.name, name): value
+                         for card, result in done for name, value in result.metrics.items()})
+        return outcome
+    finally:
+        tracker.finish()
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_job(run, argv)
+    return run_stage_module(run, (EvaluateStageFile,), "tdro.stages.evaluate", argv)
 
 
 if __name__ == "__main__":

@@ -7,22 +7,23 @@ micro-batches, each split over the processes (as the reference's sharded loader 
 holds the same query groups whatever the number of processes. Per micro-batch:
 1. the proxy (the base model card) and the frozen reference (`reference_model_dir`, the stage-0 model: eval
    mode, no grad, `requires_grad_(False)`, never saved) encode the same batch; per-sample InfoNCE losses
-   over each query's own positive and hard negatives (`dro.only_hard_negatives`; else in-batch too);
+   over each query's own positive and hard negatives (`dro.loss.only_hard_negatives`; else in-batch too);
 2. losses and dataset ids are gathered over processes (the GLOBAL micro-batch) and the group measure
    (`tdro.dro.group_measure`) is accumulated into alpha's gradient;
 3. on the last micro-batch of the step alpha is updated (`tdro.dro.AlphaState`) BEFORE that micro-batch's
    loss is formed, as in the reference;
 4. the proxy is trained on the alpha-weighted loss (`tdro.dro.robust_loss`, normalised over the global
    micro-batch so that the result does not depend on the number of processes).
-The proxy's optimizer and schedule are those of stage 0 (AdamW, warm-up, cosine, clipping; `DroSpec`).
+The per-sample loss is built by the same factory as stage 0/2's (`ContrastiveLoss.from_spec(dro.loss)`);
+the proxy's optimizer and schedule are those of stage 0 (AdamW, warm-up, cosine, clipping).
 
-Outputs (see `tdro.spec.stage_file`): `weights.json` (`tdro.weights_file.WeightsFile`), `trajectory.parquet`
-(one row per alpha update and dataset), `result.json` with diagnostics (entropy, largest share, absent
-datasets, `collapsed` when one dataset holds > 90 %, also printed), `checkpoints/step-N` every
-`dro.checkpoint_every` steps holding the proxy, its optimizer and schedule, alpha's full state, the
-trajectory so far and the data stream; a restarted job resumes from the newest one and continues alpha
-exactly. alpha (curr, mean, EMA), the group measure and the losses per dataset go to W&B on the main
-process. `TDRO_STOP_AFTER_STEP=k` (tests only) stops after step k as if killed (exit 3).
+The loop (`tdro.stages.loop.run_loop`) prefetches, checkpoints every `dro.checkpoint_every` steps (the
+proxy, its optimizer and schedule, the data stream, and this stage's `OptimizeTask` state: alpha's full
+state, the trajectory so far, the samples seen), resumes (alpha continues exactly), stops on a NaN/inf
+with one line (exit 2) and streams the curves to W&B: alpha (curr, mean, EMA), the group measure and the
+losses per dataset. Outputs (`tdro.spec.stage_result.OptimizeResult`): `weights.json`
+(`tdro.weights_file.WeightsFile`), `trajectory.parquet`, `result.json` with diagnostics (entropy, largest
+share, absent datasets, `collapsed` when one dataset holds > 90 %, also printed).
 """
 
 from __future__ import annotations
@@ -34,15 +35,12 @@ import time
 from contextlib import nullcontext
 from typing import Any
 
+from tdro import tracking_keys as keys
 from tdro.enums import Measure, MixtureMode, SampleOrder
 from tdro.errors import UserError
 from tdro.spec.stage_file import OptimizeStageFile
-
-TRAJECTORY_FILE = "trajectory.parquet"
-TRAJECTORY_COLUMNS = [
-    "step", "dataset", "alpha", "alpha_mean", "alpha_ema", "group_measure", "proxy_loss", "ref_loss",
-    "samples",
-]
+from tdro.spec.stage_result import OptimizeResult
+from tdro.stages.loop import StepRecord
 
 
 def initial_weights(stage: OptimizeStageFile) -> list[float]:
@@ -141,31 +139,100 @@ def trajectory_rows(step: int, names: list[str], alpha, window: WindowStats, has
 
 
 def curves(rows: list[dict], update) -> dict[str, float]:
-    out: dict[str, float] = {"alpha/grad_norm": update.grad_norm}
+    out: dict[str, float] = {keys.ALPHA_GRAD_NORM: update.grad_norm}
     for r in rows:
-        name = r["dataset"]
-        out[f"alpha/{name}"] = r["alpha"]
-        out[f"alpha_mean/{name}"] = r["alpha_mean"]
-        out[f"alpha_ema/{name}"] = r["alpha_ema"]
-        out[f"group_measure/{name}"] = r["group_measure"]
-        for key in ("proxy_loss", "ref_loss"):
-            if r[key] is not None:
-                out[f"{key}/{name}"] = r[key]
+        for column, prefix in keys.TRAJECTORY_CURVES.items():
+            if r[column] is not None:
+                out[keys.per_dataset(prefix, r["dataset"])] = r[column]
     return out
 
 
-def run(stage: OptimizeStageFile, *, stop_after_step: int | None = None) -> dict[str, Any] | None:
-    """Optimise alpha; return the result.json fields (main process) or {} (others); None if stopped."""
-    import torch
+class OptimizeTask:
+    """Stage 1's part of the loop: global micro-batches, the group measure, alpha's update, the trajectory."""
 
+    def __init__(
+        self, stage: OptimizeStageFile, stream, model, reference, loss_fn, alpha, accelerator
+    ) -> None:
+        import torch
+
+        self.spec = stage.dro
+        self.names = [c.name for c in stage.datasets]
+        self.stream, self.model, self.reference, self.loss_fn = stream, model, reference, loss_fn
+        self.alpha, self.accelerator = alpha, accelerator
+        self.rows: list[dict[str, Any]] = []
+        self.seen = torch.zeros(len(self.names), dtype=torch.long)
+        self.window: WindowStats | None = None
+        self.update = None
+
+    def draw(self) -> list:
+        # One stream step per GLOBAL micro-batch, split over processes: micro-batch j holds the same query
+        # groups whatever the number of processes (the group measure is taken per global micro-batch).
+        return [self.stream.next_step(micro_batches=1)[0] for _ in range(self.spec.gradient_accumulation)]
+
+    def _per_sample(self, encoder, batch):
+        return self.loss_fn(encoder(**batch.query), encoder(**batch.passages), reduction="none")
+
+    def forward_backward(self, step: int, batches: list) -> float:
+        import torch
+
+        from tdro.dro import group_measure, robust_loss
+
+        accelerator, spec, world = self.accelerator, self.spec, self.accelerator.num_processes
+        window = self.window = WindowStats(len(self.names))
+        losses = []
+        for j, batch in enumerate(batches):
+            batch = batch.to(accelerator.device)
+            last = j == len(batches) - 1
+            with nullcontext() if last else accelerator.no_sync(self.model):
+                proxy_losses = self._per_sample(self.model, batch)
+                ref_losses = None
+                if self.reference is not None:
+                    with torch.inference_mode():  # frozen: no graph, no version counters
+                        ref_losses = self._per_sample(self.reference, batch)
+                all_proxy = accelerator.gather(proxy_losses.detach())
+                all_ref = None if ref_losses is None else accelerator.gather(ref_losses)
+                all_ids = accelerator.gather(batch.dataset_ids)
+                stats = group_measure(all_proxy, all_ref, all_ids, len(self.names), spec.measure, spec.ratio,
+                                      spec.ref_floor_batch)
+                self.alpha.accumulate(stats.measure)
+                window.add(stats, all_proxy, all_ref, all_ids)
+                if last:
+                    self.update = self.alpha.update()  # before this micro-batch's loss, as the reference
+                current = self.alpha.alpha.to(accelerator.device)
+                loss = robust_loss(
+                    proxy_losses, batch.dataset_ids, current,
+                    global_weight_sum=current[all_ids.long()].sum(), num_processes=world,
+                )
+                accelerator.backward(loss / len(batches))
+            losses.append(loss.detach() / world)
+        return accelerator.reduce(torch.stack(losses).mean(), reduction="sum").item()
+
+    def after_step(self, record: StepRecord) -> dict[str, float]:
+        assert self.window is not None
+        self.seen += self.window.counts
+        has_ref = self.reference is not None
+        new_rows = trajectory_rows(record.step, self.names, self.alpha, self.window, has_ref)
+        self.rows.extend(new_rows)
+        return curves(new_rows, self.update)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"alpha": self.alpha.state_dict(), "rows": self.rows, "seen": self.seen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.alpha.load_state_dict(state["alpha"])
+        self.rows, self.seen = state["rows"], state["seen"].clone()
+
+
+def run(stage: OptimizeStageFile, *, stop_after_step: int | None = None) -> OptimizeResult | None:
+    """Optimise alpha; write the outputs and return the result (main process) or None (the others)."""
     from tdro.data.stream import TrainingStream
-    from tdro.dro import AlphaState, diagnostics, group_measure, robust_loss
-    from tdro.modeling.losses import info_nce
+    from tdro.dro import AlphaState, diagnostics
+    from tdro.modeling.losses import ContrastiveLoss
     from tdro.modeling.optim import build_optimizer, build_training_schedule
-    from tdro.stages.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-    from tdro.stages.outputs import write_parquet, write_result
+    from tdro.stages.loop import dataset_uses, run_loop
+    from tdro.stages.outputs import write_parquet
     from tdro.stages.runtime import load_encoder, make_accelerator, seed_everything, start_tracker
-    from tdro.weights_file import WEIGHTS_FILE, WeightsFile, write_weights_file
+    from tdro.weights_file import WeightsFile, write_weights_file
 
     started = time.perf_counter()
     spec = stage.dro
@@ -183,14 +250,15 @@ def run(stage: OptimizeStageFile, *, stop_after_step: int | None = None) -> dict
         )
     proxy = load_encoder(stage.model)
     reference = load_reference(stage, proxy, accelerator.device)
-    # One stream step per GLOBAL micro-batch, split over processes: micro-batch j holds the same query
-    # groups whatever the number of processes (the group measure is taken per global micro-batch).
-    micro_size = spec.batch_size // spec.gradient_accumulation
+    loss_fn = ContrastiveLoss.from_spec(
+        spec.loss, passages_per_query=spec.passages_per_query, normalize=proxy.config.normalize, dim=proxy.dim
+    )
     stream = TrainingStream(
-        list(stage.datasets), initial, mode=MixtureMode.mixed, batch_size=micro_size,
+        list(stage.datasets), initial, mode=MixtureMode.mixed,
+        batch_size=spec.batch_size // spec.gradient_accumulation,
         passages_per_query=spec.passages_per_query, seed=sample_seed(stage), config=proxy.config,
         tokenizer=proxy.tokenizer, num_processes=world, process_index=accelerator.process_index,
-        skip_bad_lines=stage.data.skip_bad_lines,
+        skip_bad_lines=stage.data.skip_bad_lines, fingerprints=stage.dataset_fingerprints,
     )
     alpha = AlphaState(
         initial, eta=spec.eta, max_grad_norm=spec.max_alpha_grad_norm,
@@ -200,131 +268,41 @@ def run(stage: OptimizeStageFile, *, stop_after_step: int | None = None) -> dict
     scheduler = build_training_schedule(optimizer, spec, spec.steps)
     model, optimizer = accelerator.prepare(proxy, optimizer)
     model.train()
-
-    def per_sample(encoder, batch) -> torch.Tensor:
-        return info_nce(
-            encoder(**batch.query), encoder(**batch.passages), passages_per_query=batch.passages_per_query,
-            temperature=spec.temperature, only_hard_negatives=spec.only_hard_negatives, reduction="none",
-        )
-
-    rows: list[dict[str, Any]] = []
-    seen = torch.zeros(len(names), dtype=torch.long)
-    start_step, previous_wall = 0, 0.0
-    step_seconds: list[float] = []
-    step_losses: list[float] = []
-    last_good = latest_checkpoint(output)
-    if last_good is not None:
-        trainer, rank_state = load_checkpoint(
-            last_good, accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler
-        )
-        stream.load_state_dict(rank_state["stream"])
-        alpha.load_state_dict(trainer["alpha"])
-        seen = trainer["seen"].clone()
-        start_step, rows = trainer["step"], trainer["rows"]
-        previous_wall, step_seconds = trainer["wall_seconds"], trainer["step_seconds"]
-        step_losses = trainer["step_losses"]
+    task = OptimizeTask(stage, stream, model, reference, loss_fn, alpha, accelerator)
 
     tracker = start_tracker(stage, accelerator)
     try:
-        for step in range(start_step + 1, spec.steps + 1):
-            t0 = time.perf_counter()
-            lr = scheduler.get_last_lr()[0]
-            batches = [stream.next_step(micro_batches=1)[0] for _ in range(spec.gradient_accumulation)]
-            window = WindowStats(len(names))
-            losses = []
-            for j, batch in enumerate(batches):
-                batch = batch.to(accelerator.device)
-                last = j == len(batches) - 1
-                with nullcontext() if last else accelerator.no_sync(model):
-                    proxy_losses = per_sample(model, batch)
-                    ref_losses = None
-                    if reference is not None:
-                        with torch.inference_mode():  # frozen: no graph, no version counters
-                            ref_losses = per_sample(reference, batch)
-                    all_proxy = accelerator.gather(proxy_losses.detach())
-                    all_ref = None if ref_losses is None else accelerator.gather(ref_losses)
-                    all_ids = accelerator.gather(batch.dataset_ids)
-                    stats = group_measure(all_proxy, all_ref, all_ids, len(names), spec.measure, spec.ratio,
-                                          spec.ref_floor_batch)
-                    alpha.accumulate(stats.measure)
-                    window.add(stats, all_proxy, all_ref, all_ids)
-                    if last:
-                        update = alpha.update()  # before this micro-batch's loss, as the reference
-                    current = alpha.alpha.to(accelerator.device)
-                    loss = robust_loss(
-                        proxy_losses, batch.dataset_ids, current,
-                        global_weight_sum=current[all_ids.long()].sum(), num_processes=world,
-                    )
-                    accelerator.backward(loss / len(batches))
-                losses.append(loss.detach() / world)
-            step_loss = accelerator.reduce(torch.stack(losses).mean(), reduction="sum").item()
-            grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), spec.max_grad_norm or math.inf))
-            if not (math.isfinite(step_loss) and math.isfinite(grad_norm)):
-                what = f"gradient norm is {grad_norm}" if math.isfinite(step_loss) else f"loss is {step_loss}"
-                kept = f"checkpoints/{last_good.name} kept" if last_good else "no checkpoint was written yet"
-                raise UserError(f"step {step}: proxy {what}; stage 1 stopped ({kept})")
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            seen += window.counts
-            new_rows = trajectory_rows(step, names, alpha, window, reference is not None)
-            rows.extend(new_rows)
-            step_seconds.append(time.perf_counter() - t0)
-            step_losses.append(step_loss)
-            tracker.log({"train/loss": step_loss, "train/lr": lr, "train/grad_norm": grad_norm,
-                         "train/seconds": step_seconds[-1], **curves(new_rows, update)}, step=step)
-            if step % spec.checkpoint_every == 0 and step < spec.steps:
-                last_good = save_checkpoint(
-                    output, step, accelerator=accelerator, model=model, optimizer=optimizer,
-                    scheduler=scheduler,
-                    trainer={"rows": rows, "alpha": alpha.state_dict(), "seen": seen,
-                             "step_seconds": step_seconds, "step_losses": step_losses,
-                             "wall_seconds": previous_wall + time.perf_counter() - started},
-                    rank_state={"stream": stream.state_dict()},
-                )
-            if stop_after_step is not None and step >= stop_after_step:
-                return None
-
-        accelerator.wait_for_everyone()
-        if not accelerator.is_main_process:
-            return {}
+        end = run_loop(
+            task, output=output, stream=stream, accelerator=accelerator, model=model, optimizer=optimizer,
+            scheduler=scheduler, steps=spec.steps, checkpoint_every=spec.checkpoint_every,
+            max_grad_norm=spec.max_grad_norm, queries_per_step=spec.batch_size, tracker=tracker,
+            started=started, stop_after_step=stop_after_step,
+        )
+        if end is None:
+            return None
         snapshots = alpha.snapshot(names)
-        write_weights_file(output / WEIGHTS_FILE, WeightsFile(
+        write_weights_file(output / OptimizeResult.WEIGHTS_FILE, WeightsFile(
             stage_id=stage.stage_id, measure=spec.measure, step=spec.steps, datasets=names,
             sizes={n: len(r) for n, r in zip(names, stream.readers, strict=True)}, **snapshots,
         ))
-        write_parquet(output / TRAJECTORY_FILE, rows, TRAJECTORY_COLUMNS)
-        absent = [n for n, c in zip(names, seen.tolist(), strict=True) if c == 0]
+        write_parquet(output / OptimizeResult.TRAJECTORY_FILE, task.rows, OptimizeResult.TRAJECTORY_COLUMNS)
+        absent = [n for n, c in zip(names, task.seen.tolist(), strict=True) if c == 0]
         diag = diagnostics(snapshots["curr"], absent=absent)
         warning = diag.warning()
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
-        timed = step_seconds[1:] or step_seconds  # the first step pays for warm-up
-        result = {
-            "kind": stage.kind,
-            "stage_id": stage.stage_id,
-            "wall_seconds": previous_wall + time.perf_counter() - started,
-            "steps": spec.steps,
-            "weights_file": WEIGHTS_FILE,
-            "trajectory_file": TRAJECTORY_FILE,
-            "measure": spec.measure.value,
-            "ratio": spec.ratio.value,
-            "ref_floor_batch": spec.ref_floor_batch,
-            "diagnostics": diag.model_dump(),
-            "warnings": [warning] if warning else [],
-            "final_loss": step_losses[-1] if step_losses else None,
-            "seconds_per_step": sum(timed) / len(timed) if timed else None,
-            "median_seconds_per_step": statistics.median(timed) if timed else None,
-            "resumed_from_step": start_step or None,
-            "num_processes": world,
-            "datasets": [
-                {"name": n, "rows": len(r), "fingerprint": r.fingerprint, "skipped_lines": len(r.skipped)}
-                for n, r in zip(names, stream.readers, strict=True)
-            ],
-        }
-        write_result(output, result)
-        tracker.summary({f"final_alpha/{n}": w for n, w in snapshots["curr"].items()}
-                        | {"alpha_entropy": diag.entropy, "alpha_max_share": diag.max_share})
+        timed = [r.seconds for r in end.records][1:] or [r.seconds for r in end.records]  # 1st: warm-up
+        result = OptimizeResult(
+            stage_id=stage.stage_id, wall_seconds=end.wall_seconds(), steps=spec.steps,
+            measure=spec.measure, ratio=spec.ratio, ref_floor_batch=spec.ref_floor_batch,
+            diagnostics=diag.model_dump(), warnings=[warning] if warning else [], final_loss=end.final_loss,
+            seconds_per_step=sum(timed) / len(timed) if timed else None,
+            median_seconds_per_step=statistics.median(timed) if timed else None,
+            resumed_from_step=end.resumed_from_step, num_processes=world, datasets=dataset_uses(stream),
+        )
+        result.write(output)
+        tracker.summary({keys.final_alpha(n): w for n, w in snapshots["curr"].items()}
+                        | {keys.ALPHA_ENTROPY: diag.entropy, keys.ALPHA_MAX_SHARE: diag.max_share})
         return result
     finally:
         tracker.finish()

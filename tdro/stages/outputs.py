@@ -1,40 +1,25 @@
 """Writers of stage outputs, all atomic (temp name in the same folder, then rename).
 
-- `write_json(path, data)`, `write_result(output_dir, fields)` (adds `status: complete`).
+(`result.json` is written by its model: `tdro.spec.stage_result`.)
 - `write_parquet(path, rows, columns)`: a list of dicts as a parquet table with the given column order.
 - `atomic_dir(target)`: a context manager yielding a temp folder renamed to `target` on success.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-from tdro.spec.stage_file import RESULT_FILE
 
 
 def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def write_json(path: str | Path, data: Any) -> Path:
-    path = Path(path)
-    tmp = _tmp(path)
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
-def write_result(output_dir: str | Path, fields: dict[str, Any]) -> Path:
-    return write_json(Path(output_dir) / RESULT_FILE, {**fields, "status": "complete"})
-
-
-def write_parquet(path: str | Path, rows: list[dict[str, Any]], columns: list[str]) -> Path:
+def write_parquet(path: str | Path, rows: list[dict[str, Any]], columns: Sequence[str]) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 

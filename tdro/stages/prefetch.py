@@ -4,21 +4,25 @@ Reading, example building and tokenising (Rust tokenizers release the GIL) then 
 backward passes, as a DataLoader worker would, without changing what is drawn: the stream's draws are
 pure functions of counters, never of a global RNG, so the batches are identical with or without it.
 
-`Prefetcher(stream, micro_batches, steps)`: `next()` returns the next step's batches (a stream error is
-raised there); `state_dict()` is the stream's state after the steps already returned (the prefetched
-step is not counted), so a checkpoint resumes exactly. `close()` waits for the thread.
+`Prefetcher(stream, micro_batches, steps, draw=None)`: `next()` returns the next step's batches (a stream
+error is raised there), drawn by `draw()` (default: `stream.next_step(micro_batches)`); `state_dict()` is
+the stream's state after the steps already returned (the prefetched step is not counted), so a checkpoint
+resumes exactly. `close()` waits for the thread.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 
 class Prefetcher:
-    def __init__(self, stream, micro_batches: int, steps: int) -> None:
+    def __init__(
+        self, stream, micro_batches: int, steps: int, draw: Callable[[], list] | None = None
+    ) -> None:
         self._stream = stream
-        self._micro_batches = micro_batches
+        self._draw = draw or (lambda: stream.next_step(micro_batches))
         self._left = steps  # steps still to hand out; nothing is drawn beyond them
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tdro-prefetch")
         self._state: dict[str, Any] = stream.state_dict()
@@ -28,7 +32,7 @@ class Prefetcher:
         if self._left <= 0:
             return None
         self._left -= 1
-        return self._pool.submit(self._stream.next_step, self._micro_batches)
+        return self._pool.submit(self._draw)
 
     def next(self) -> list:
         if self._future is None:

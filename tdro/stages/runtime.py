@@ -9,11 +9,12 @@
 - `start_tracker(stage, accelerator)`: the W&B run of this stage on the main process (no-op elsewhere).
 - `run_job(fn, argv)`: reads the stage file named in argv, calls fn(stage); a `UserError` prints one
   line per problem on stderr and exits 2.
+- `run_stage_module(run, stage_types, module, argv)`: every stage module's `main`: `run_job` plus the
+  stage-kind check, and exit 3 when the training loop stopped on purpose (`StoppedEarly`).
 """
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 from collections.abc import Callable
@@ -72,19 +73,20 @@ STOPPED_EXIT_CODE = 3  # stopped on purpose by TDRO_STOP_AFTER_STEP (tests), lik
 
 
 def run_stage_module(
-    run: Callable[..., Any], stage_types: tuple[type, ...], module: str, argv: list[str] | None = None
+    run: Callable[[Any], Any], stage_types: tuple[type, ...], module: str, argv: list[str] | None = None
 ) -> int:
-    """`main` of a training-like stage module: run the stage, honouring `TDRO_STOP_AFTER_STEP=k`.
+    """`main` of a stage module: check the stage file's kind, run it; exit 3 when the training loop
+    stopped on purpose (`TDRO_STOP_AFTER_STEP=k`, see `tdro.stages.loop`)."""
+    from tdro.stages.loop import StoppedEarly
 
-    `run(stage, stop_after_step=...)` returns None when it stopped early; the exit code is then 3.
-    """
-    stop = os.environ.get("TDRO_STOP_AFTER_STEP")
     stopped: list[bool] = []
 
     def job(stage: Any) -> None:
         if not isinstance(stage, stage_types):
             raise UserError(f"stage file of kind {stage.kind}: {module} cannot run it")
-        if run(stage, stop_after_step=int(stop) if stop else None) is None:
+        try:
+            run(stage)
+        except StoppedEarly:
             stopped.append(True)
 
     code = run_job(job, argv)

@@ -2,37 +2,31 @@
 
 Run as `accelerate launch [...] -m tdro.stages.train STAGE_FILE` (a `TrainStageFile`, kind `reference` or
 `train`). Each optimizer step takes `train.batch_size` query groups over all processes (homogeneous: one
-dataset per global batch), split into `train.gradient_accumulation` micro-batches; the loss is InfoNCE
-with hard, in-batch and (optionally) cross-device negatives, optionally GTR-bidirectional and
-Matryoshka, optionally encoded in GradCache chunks of `train.chunk_size`. AdamW, warm-up + cosine/linear/
-constant schedule with a minimum-LR ratio, gradient clipping at `max_grad_norm`.
+dataset per global batch), split into `train.gradient_accumulation` micro-batches; the loss
+(`ContrastiveLoss.from_spec(train.loss)`) is InfoNCE with hard, in-batch and (optionally) cross-device
+negatives, optionally GTR-bidirectional and Matryoshka, optionally encoded in GradCache chunks of
+`train.chunk_size`. AdamW, warm-up + cosine/linear/constant schedule with a minimum-LR ratio, gradient
+clipping at `max_grad_norm`.
 
-The next step's batches are prepared in a background thread (`prefetch.Prefetcher`) while a step
-computes. Every `train.checkpoint_every` steps a checkpoint goes to `checkpoints/step-N` (model, optimizer,
-scheduler, data-stream and RNG states; the last 2 kept); a restarted job resumes from the newest one and
-ends with the same weights as an uninterrupted run. Outputs (see `tdro.spec.stage_file`): `model/`,
-`metrics.parquet` (step, loss, lr, dataset, grad_norm, seconds), `result.json`; the same curves go to
-W&B on the main process unless tracking is disabled.
-
-A NaN/inf loss or gradient norm stops the job before the optimizer step with one line naming the step
-and dataset (exit 2); the last good checkpoint stays. `TDRO_STOP_AFTER_STEP=k` (tests only) makes the
-job stop after step k as if killed, without writing outputs (exit 3).
+The loop (`tdro.stages.loop.run_loop`) prefetches, checkpoints every `train.checkpoint_every` steps,
+resumes, stops on a NaN/inf loss or gradient norm with one line (exit 2) and streams the curves to W&B.
+Outputs (`tdro.spec.stage_result.TrainResult`): `model/`, `metrics.parquet`, `result.json`.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 import time
+from dataclasses import asdict
 from typing import Any
 
+from tdro import tracking_keys as keys
 from tdro.enums import MixtureMode
 from tdro.errors import UserError
+from tdro.spec.experiment import TrainSpec
 from tdro.spec.stage_file import TrainStageFile
-
-METRICS_FILE = "metrics.parquet"
-METRIC_COLUMNS = ["step", "loss", "lr", "dataset", "grad_norm", "seconds"]
-MODEL_DIR = "model"
+from tdro.spec.stage_result import TrainResult
+from tdro.stages.loop import StepRecord
 
 
 def resolve_weights(stage: TrainStageFile) -> dict[str, float]:
@@ -50,78 +44,56 @@ def resolve_weights(stage: TrainStageFile) -> dict[str, float]:
     return chosen
 
 
-def batch_dataset(dataset_ids, names: list[str]) -> str:
-    ids = sorted({int(i) for i in dataset_ids.tolist()})
-    return names[ids[0]] if len(ids) == 1 else "mixed"
-
-
-def build_loss(stage: TrainStageFile, encoder_dim: int, normalize: bool):
+def build_loss(stage: TrainStageFile, encoder):
     from tdro.modeling.losses import ContrastiveLoss
 
-    dims = stage.train.loss.matryoshka_dims
-    if dims and max(dims) > encoder_dim:
-        raise UserError(
-            f"train.loss.matryoshka_dims: {max(dims)} exceeds the model's dimension {encoder_dim}"
-        )
-    return ContrastiveLoss(
-        passages_per_query=stage.train.passages_per_query,
-        temperature=stage.train.temperature,
-        normalize=normalize,
-        bidirectional=stage.train.loss.bidirectional,
-        matryoshka_dims=tuple(dims) if dims else None,
-        cross_device=stage.train.cross_device_negatives,
+    return ContrastiveLoss.from_spec(
+        stage.train.loss, passages_per_query=stage.train.passages_per_query,
+        normalize=encoder.config.normalize, dim=encoder.dim,
     )
 
 
-class NonFiniteStep(Exception):
-    """The loss or gradient norm of a step is NaN or infinite (raised before the weights change)."""
+class TrainTask:
+    """Stages 0/2's part of the loop: micro-batches of one stream step, the contrastive loss."""
+
+    def __init__(self, spec: TrainSpec, stream, model, loss_fn, accelerator) -> None:
+        self.spec = spec
+        self.stream, self.model, self.loss_fn, self.accelerator = stream, model, loss_fn, accelerator
+
+    def draw(self) -> list:
+        return self.stream.next_step(self.spec.gradient_accumulation)
+
+    def forward_backward(self, step: int, batches: list) -> float:
+        import torch
+
+        from tdro.stages.step import forward_backward
+
+        losses = []
+        for j, batch in enumerate(batches):
+            batch = batch.to(self.accelerator.device)
+            loss = forward_backward(
+                self.model, batch.query, batch.passages, self.loss_fn, accelerator=self.accelerator,
+                chunk_size=self.spec.chunk_size, loss_weight=1.0 / len(batches), sync=j == len(batches) - 1,
+            )
+            losses.append(loss / self.loss_fn.scale())
+        return self.accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
+
+    def after_step(self, record: StepRecord) -> dict[str, float]:
+        return {} if record.dataset == "mixed" else {keys.dataset_loss(record.dataset): record.loss}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
 
 
-def optimizer_step(
-    model, optimizer, scheduler, batches, loss_fn, *, accelerator, spec
-) -> tuple[float, float]:
-    """One optimizer step over this process's micro-batches of it: backward each, clip, AdamW, schedule.
-
-    Returns (loss averaged over micro-batches and processes, gradient norm before clipping).
-    """
-    import torch
-
-    from tdro.stages.step import forward_backward
-
-    losses = []
-    for j, batch in enumerate(batches):
-        batch = batch.to(accelerator.device)
-        loss = forward_backward(
-            model,
-            batch.query,
-            batch.passages,
-            loss_fn,
-            accelerator=accelerator,
-            chunk_size=spec.chunk_size,
-            loss_weight=1.0 / len(batches),
-            sync=j == len(batches) - 1,
-        )
-        losses.append(loss / loss_fn.scale())
-    step_loss = accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
-    grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), spec.max_grad_norm or math.inf))
-    if not math.isfinite(step_loss):
-        raise NonFiniteStep(f"loss is {step_loss}")
-    if not math.isfinite(grad_norm):
-        raise NonFiniteStep(f"gradient norm is {grad_norm}")
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    return step_loss, grad_norm
-
-
-def run(stage: TrainStageFile, *, stop_after_step: int | None = None) -> dict[str, Any] | None:
-    """Train; return the result.json fields (main process) or {} (others); None if stopped early."""
-
+def run(stage: TrainStageFile, *, stop_after_step: int | None = None) -> TrainResult | None:
+    """Train; write the outputs and return the result (main process) or None (the other processes)."""
     from tdro.data.stream import TrainingStream
     from tdro.modeling.optim import build_optimizer, build_training_schedule
-    from tdro.stages.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-    from tdro.stages.outputs import atomic_dir, write_parquet, write_result
-    from tdro.stages.prefetch import Prefetcher
+    from tdro.stages.loop import dataset_uses, run_loop
+    from tdro.stages.outputs import atomic_dir, write_parquet
     from tdro.stages.runtime import load_encoder, make_accelerator, seed_everything, start_tracker
 
     started = time.perf_counter()
@@ -133,7 +105,7 @@ def run(stage: TrainStageFile, *, stop_after_step: int | None = None) -> dict[st
     weights = resolve_weights(stage)
     cards = [c for c in stage.datasets if c.name in weights]
     encoder = load_encoder(stage.model)
-    loss_fn = build_loss(stage, encoder.dim, encoder.config.normalize)
+    loss_fn = build_loss(stage, encoder)
     stream = TrainingStream(
         cards,
         [weights[c.name] for c in cards],
@@ -146,98 +118,37 @@ def run(stage: TrainStageFile, *, stop_after_step: int | None = None) -> dict[st
         num_processes=accelerator.num_processes,
         process_index=accelerator.process_index,
         skip_bad_lines=stage.data.skip_bad_lines,
+        fingerprints=stage.dataset_fingerprints,
     )
     optimizer = build_optimizer(encoder, spec)
     scheduler = build_training_schedule(optimizer, spec, spec.steps)
     model, optimizer = accelerator.prepare(encoder, optimizer)
     model.train()
 
-    rows: list[dict[str, Any]] = []
-    start_step, previous_wall, last_good = 0, 0.0, latest_checkpoint(output)
-    if last_good is not None:
-        trainer, rank_state = load_checkpoint(
-            last_good, accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler
-        )
-        stream.load_state_dict(rank_state["stream"])
-        start_step, rows, previous_wall = trainer["step"], trainer["rows"], trainer["wall_seconds"]
-
     tracker = start_tracker(stage, accelerator)
-    prefetch = Prefetcher(stream, spec.gradient_accumulation, spec.steps - start_step)
     try:
-        for step in range(start_step + 1, spec.steps + 1):
-            t0 = time.perf_counter()
-            lr = scheduler.get_last_lr()[0]
-            batches = prefetch.next()
-            dataset = batch_dataset(batches[0].dataset_ids, stream.names)
-            try:
-                step_loss, grad_norm = optimizer_step(
-                    model, optimizer, scheduler, batches, loss_fn, accelerator=accelerator, spec=spec
-                )
-            except NonFiniteStep as bad:
-                kept = f"checkpoints/{last_good.name} kept" if last_good else "no checkpoint was written yet"
-                raise UserError(
-                    f"step {step}: {bad} on dataset {dataset}; training stopped ({kept})"
-                ) from None
-            seconds = time.perf_counter() - t0
-            rows.append(
-                dict(step=step, loss=step_loss, lr=lr, dataset=dataset, grad_norm=grad_norm, seconds=seconds)
-            )
-            curves = {
-                "train/loss": step_loss,
-                "train/lr": lr,
-                "train/grad_norm": grad_norm,
-                "train/seconds": seconds,
-            }
-            if dataset != "mixed":
-                curves[f"train/loss/{dataset}"] = step_loss
-            tracker.log(curves, step=step)
-            if step % spec.checkpoint_every == 0 and step < spec.steps:
-                last_good = save_checkpoint(
-                    output,
-                    step,
-                    accelerator=accelerator,
-                    model=model,
-                    optimizer=optimizer,
-                    scheduler=scheduler,
-                    trainer={"rows": rows, "wall_seconds": previous_wall + time.perf_counter() - started},
-                    rank_state={"stream": prefetch.state_dict()},
-                )
-            if stop_after_step is not None and step >= stop_after_step:
-                return None
-
-        accelerator.wait_for_everyone()
-        if not accelerator.is_main_process:
-            return {}
-        with atomic_dir(output / MODEL_DIR) as tmp:
+        end = run_loop(
+            TrainTask(spec, stream, model, loss_fn, accelerator), output=output, stream=stream,
+            accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler, steps=spec.steps,
+            checkpoint_every=spec.checkpoint_every, max_grad_norm=spec.max_grad_norm,
+            queries_per_step=spec.batch_size, tracker=tracker, started=started,
+            stop_after_step=stop_after_step,
+        )
+        if end is None:
+            return None
+        with atomic_dir(output / TrainResult.MODEL_DIR) as tmp:
             accelerator.unwrap_model(model).save_pretrained(tmp)
-        write_parquet(output / METRICS_FILE, rows, METRIC_COLUMNS)
-        result = {
-            "kind": stage.kind,
-            "stage_id": stage.stage_id,
-            "wall_seconds": previous_wall + time.perf_counter() - started,
-            "steps": spec.steps,
-            "final_loss": rows[-1]["loss"] if rows else None,
-            "model_dir": MODEL_DIR,
-            "metrics_file": METRICS_FILE,
-            "resumed_from_step": start_step or None,
-            "num_processes": accelerator.num_processes,
-            "mixture": weights,
-            "datasets": [
-                {
-                    "name": name,
-                    "rows": len(reader),
-                    "fingerprint": reader.fingerprint,
-                    "skipped_lines": len(reader.skipped),
-                }
-                for name, reader in zip(stream.names, stream.readers, strict=True)
-            ],
-        }
-        result["status"] = "complete"
-        write_result(output, result)
-        tracker.summary({"final_loss": result["final_loss"], "steps": spec.steps})
+        write_parquet(output / TrainResult.METRICS_FILE, [asdict(r) for r in end.records],
+                      TrainResult.METRIC_COLUMNS)
+        result = TrainResult(
+            kind=stage.kind, stage_id=stage.stage_id, wall_seconds=end.wall_seconds(), steps=spec.steps,
+            final_loss=end.final_loss, resumed_from_step=end.resumed_from_step,
+            num_processes=accelerator.num_processes, mixture=weights, datasets=dataset_uses(stream),
+        )
+        result.write(output)
+        tracker.summary({keys.FINAL_LOSS: result.final_loss, keys.STEPS: spec.steps})
         return result
     finally:
-        prefetch.close()
         tracker.finish()
 
 

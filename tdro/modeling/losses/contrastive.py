@@ -10,6 +10,9 @@
    loss gives exactly the single-process full-batch gradient. Divide by `.scale()` to log it.
 `reduction="none"` returns one loss per query (of the global batch when gathering, also scaled); stage 1
 uses it with `only_hard_negatives=True` and no gathering, i.e. each query against its own n passages.
+
+`ContrastiveLoss.from_spec(spec, passages_per_query=, normalize=, dim=)` is the one factory: stages 0/2
+(`TrainSpec.loss`) and stage 1 (`DroSpec.loss`) both build their loss through it.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from dataclasses import dataclass
 
 import torch
 
+from tdro.errors import UserError
 from tdro.modeling.losses.bidirectional import gtr_loss
 from tdro.modeling.losses.gather import gather_with_grad, world_size
 from tdro.modeling.losses.infonce import Reduction, info_nce
 from tdro.modeling.losses.matryoshka import matryoshka
+from tdro.spec.experiment import LossSpec
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,24 @@ class ContrastiveLoss:
     def __post_init__(self) -> None:
         if self.bidirectional and self.only_hard_negatives:
             raise ValueError("the bidirectional loss needs in-batch queries; it excludes only_hard_negatives")
+
+    @classmethod
+    def from_spec(
+        cls, spec: LossSpec, *, passages_per_query: int, normalize: bool, dim: int
+    ) -> ContrastiveLoss:
+        """The loss a spec section states, for a model of dimension `dim` (Matryoshka dims must fit)."""
+        dims = spec.matryoshka_dims
+        if dims and max(dims) > dim:
+            raise UserError(f"loss.matryoshka_dims: {max(dims)} exceeds the model's dimension {dim}")
+        return cls(
+            passages_per_query=passages_per_query,
+            temperature=spec.temperature,
+            normalize=normalize,
+            only_hard_negatives=spec.only_hard_negatives,
+            bidirectional=spec.bidirectional,
+            matryoshka_dims=tuple(dims) if dims else None,
+            cross_device=spec.cross_device_negatives,
+        )
 
     def scale(self) -> int:
         """The factor the returned loss carries (the world size when gathering, else 1)."""

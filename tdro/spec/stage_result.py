@@ -1,0 +1,136 @@
+"""What a finished stage leaves in its folder: one pydantic model per stage kind, the only statement of it.
+
+A job writes `<output_dir>/result.json` with `<Kind>Result(...).write(folder)` (atomic: temp name, then
+rename) as its last act; the runner's ingest reads it back with `read_result(folder)` (or
+`<Kind>Result.read(folder)`). The file names and the parquet column tuples of each kind are class
+constants here, used by the stage that writes them, by the ingest that reads them, and checked against
+the catalog's DDL by a test. Paths inside a result are relative to the stage folder.
+
+- `TrainResult` (kinds `reference`, `train`): `model/` (a retriever folder), `metrics.parquet`
+  (`METRIC_COLUMNS`: one row per optimizer step), the mixture used and the datasets read.
+- `OptimizeResult` (`optimize`): `weights.json` (`tdro.weights_file.WeightsFile`), `trajectory.parquet`
+  (`TRAJECTORY_COLUMNS`: one row per alpha update and dataset), alpha's diagnostics.
+- `EvaluateResult` (`evaluate`): one `BenchmarkRecord` per benchmark; `per_query/<benchmark>.parquet`.
+Torch-free: the control plane imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from tdro.enums import Measure, RatioMode
+from tdro.spec.stage_file import RESULT_FILE
+from tdro.weights_file import WEIGHTS_FILE
+
+R = TypeVar("R", bound="_StageResult")
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetUse(_Record):
+    """A training dataset as the job read it."""
+
+    name: str
+    rows: int
+    fingerprint: str
+    skipped_lines: int
+
+
+class _StageResult(_Record):
+    FILE: ClassVar[str] = RESULT_FILE
+
+    kind: str
+    stage_id: str
+    status: Literal["complete"] = "complete"
+    wall_seconds: float
+
+    def write(self, folder: str | Path) -> Path:
+        path = Path(folder) / self.FILE
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(self.model_dump_json(indent=2) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def read(cls: type[R], folder: str | Path) -> R:
+        return cls.model_validate_json((Path(folder) / cls.FILE).read_text())
+
+
+class TrainResult(_StageResult):
+    MODEL_DIR: ClassVar[str] = "model"
+    METRICS_FILE: ClassVar[str] = "metrics.parquet"
+    METRIC_COLUMNS: ClassVar[tuple[str, ...]] = ("step", "loss", "lr", "dataset", "grad_norm", "seconds")
+
+    kind: Literal["reference", "train"]
+    steps: int
+    final_loss: float | None
+    model_dir: str = MODEL_DIR
+    metrics_file: str = METRICS_FILE
+    resumed_from_step: int | None = None
+    num_processes: int = 1
+    mixture: dict[str, float]  # dataset -> sampling weight (normalised)
+    datasets: list[DatasetUse]
+
+
+class OptimizeResult(_StageResult):
+    WEIGHTS_FILE: ClassVar[str] = WEIGHTS_FILE
+    TRAJECTORY_FILE: ClassVar[str] = "trajectory.parquet"
+    TRAJECTORY_COLUMNS: ClassVar[tuple[str, ...]] = (
+        "step", "dataset", "alpha", "alpha_mean", "alpha_ema", "group_measure", "proxy_loss", "ref_loss",
+        "samples",
+    )
+
+    kind: Literal["optimize"] = "optimize"
+    steps: int
+    weights_file: str = WEIGHTS_FILE
+    trajectory_file: str = TRAJECTORY_FILE
+    measure: Measure
+    ratio: RatioMode
+    ref_floor_batch: int | None = None
+    diagnostics: dict[str, Any]  # `tdro.dro.Diagnostics.model_dump()` (that module needs torch)
+    warnings: list[str] = Field(default_factory=list)
+    final_loss: float | None
+    seconds_per_step: float | None = None  # mean over steps after the first (warm-up)
+    median_seconds_per_step: float | None = None
+    resumed_from_step: int | None = None
+    num_processes: int = 1
+    datasets: list[DatasetUse]
+
+
+class BenchmarkRecord(_Record):
+    benchmark: str
+    split: str
+    num_queries: int
+    num_docs: int
+    top_k: int
+    ignore_identical_ids: bool
+    metrics: dict[str, float]  # "ndcg@10" -> value
+
+
+class EvaluateResult(_StageResult):
+    PER_QUERY_FOLDER: ClassVar[str] = "per_query"
+
+    kind: Literal["evaluate"] = "evaluate"
+    model_dir: str
+    benchmarks: list[BenchmarkRecord]
+    per_query: dict[str, str] = Field(default_factory=dict)  # benchmark -> parquet file
+
+    @classmethod
+    def per_query_file(cls, benchmark: str) -> str:
+        return f"{cls.PER_QUERY_FOLDER}/{benchmark}.parquet"
+
+
+StageResult = Annotated[TrainResult | OptimizeResult | EvaluateResult, Field(discriminator="kind")]
+_ADAPTER: TypeAdapter[TrainResult | OptimizeResult | EvaluateResult] = TypeAdapter(StageResult)
+
+
+def read_result(folder: str | Path) -> TrainResult | OptimizeResult | EvaluateResult:
+    """The result of any stage kind; raises ValueError (pydantic's) when the file breaks the contract."""
+    return _ADAPTER.validate_python(json.loads((Path(folder) / RESULT_FILE).read_text()))
