@@ -97,3 +97,48 @@ def test_evaluation_table_and_summary(logged: Logged) -> None:
 def only_run_dir(stage: Stage) -> Path:
     (run_dir,) = (stage.folder / "wandb").glob("offline-run-*")
     return run_dir
+
+
+@dataclass(frozen=True)
+class Relogged:
+    """A stage ingested by a runner that died before it logged to W&B, then seen by two more runners."""
+
+    stage: Stage
+    runs_after_next_runner: int
+    runs_after_a_new_catalog: int
+
+
+@pytest.fixture(scope="module")
+def relogged(tmp_path_factory) -> Relogged:
+    import wandb
+
+    from tdro.plan.projection import PENDING_MARK
+
+    root = tmp_path_factory.mktemp("relogged")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WANDB_MODE", "offline")
+        model = root / "model"
+        model.mkdir()
+        (model / "config.json").write_text("{}")
+        spec = write_project(root, model)
+        quiet = build_plan(load(spec, "tracking.mode=disabled"))
+        stage = quiet.stages[0]
+        fake_outputs(stage, value=0.25)
+        Runner(quiet, gpu=False).register()
+        (stage.folder / PENDING_MARK).write_text("")  # what a kill between the commit and the logging leaves
+        Runner(build_plan(load(spec, "tracking.mode=offline")), gpu=False).register()
+        wandb.teardown()
+        after_next = len(offline_runs(stage.folder))
+        other = build_plan(load(spec, "tracking.mode=offline", f"output.catalog={root / 'other.duckdb'}"))
+        Runner(other, gpu=False).register()
+        wandb.teardown()
+    return Relogged(stage, after_next, len(offline_runs(stage.folder)))
+
+
+def test_a_stage_the_dead_runner_did_not_log_is_logged_by_the_next(relogged: Relogged) -> None:
+    assert relogged.runs_after_next_runner == 1
+    assert only_run(relogged.stage).summary[keys.FINAL_LOSS] == 0.25
+
+
+def test_reingesting_into_a_new_catalog_logs_nothing_twice(relogged: Relogged) -> None:
+    assert relogged.runs_after_a_new_catalog == 1

@@ -5,6 +5,11 @@ the same run (`tdro.tracking_keys.run_id`), the summary and the tables. Optimize
 the `weights` table and `final_alpha/<dataset>` in the summary. Reference/train: `final_loss` and `steps`.
 Evaluate: the `evaluation` table of benchmark x metric and each `<benchmark>/<metric>` in the summary.
 Every stage: `stage_id` and `arms`. Key names come from `tdro.tracking_keys`.
+
+Logged once per stage folder, whatever happens to the runner or the catalog: the runner marks a stage
+pending before its catalog commit (`mark_pending`), and `log_stage` replaces that mark by the logged mark
+when it is done. A later runner logs every stage still pending (the runner before it died in between) and
+never one already logged (re-ingesting into a new catalog adds no second copy).
 """
 
 from __future__ import annotations
@@ -17,8 +22,29 @@ from tdro.enums import StageKind
 from tdro.plan.graph import Plan, Stage
 from tdro.tracking import StageTracker
 
+PENDING_MARK = ".wandb-pending"
+LOGGED_MARK = ".wandb-logged"
+
+
+def logged(stage: Stage) -> bool:
+    return (stage.folder / LOGGED_MARK).is_file()
+
+
+def pending(stage: Stage) -> bool:
+    return (stage.folder / PENDING_MARK).is_file() and not logged(stage)
+
+
+def mark_pending(stage: Stage) -> None:
+    (stage.folder / PENDING_MARK).write_text(keys.run_id(stage.kind.value, stage.id) + "\n")
+
 
 def log_stage(plan: Plan, stage: Stage, lock_timeout: float) -> None:
+    _log(plan, stage, lock_timeout)
+    (stage.folder / LOGGED_MARK).write_text(keys.run_id(stage.kind.value, stage.id) + "\n")
+    (stage.folder / PENDING_MARK).unlink(missing_ok=True)
+
+
+def _log(plan: Plan, stage: Stage, lock_timeout: float) -> None:
     sid = stage.id
     tables: dict[str, tuple[list[str], list[list[Any]]]] = {}
     summary: dict[str, Any] = {keys.STAGE_ID: sid, keys.ARMS: stage.arms}

@@ -32,6 +32,7 @@ from tdro.catalog.connection import DEFAULT_LOCK_TIMEOUT, transaction
 from tdro.catalog.query import Rows, run_sql
 from tdro.enums import Backend, TrackingMode
 from tdro.errors import UserError
+from tdro.plan import projection
 from tdro.plan.graph import Plan, Stage, Status
 from tdro.plan.launch import (
     ACCELERATE_CONFIG,
@@ -237,15 +238,22 @@ class Runner:
                     raise
                 except Exception as error:  # reported as this stage's failure; the others go on
                     self.ingest_failures[stage.id] = f"ingest of {stage.folder} failed: {error}"
+            elif stage.id in known and self._tracking and projection.pending(stage):
+                projection.log_stage(plan, stage, self.lock_timeout)  # a runner died before it logged
+
+    @property
+    def _tracking(self) -> bool:
+        return self.plan.tracking.mode is not TrackingMode.disabled
 
     def _ingest(self, stage: Stage, started: datetime | None, finished: datetime | None) -> None:
         record = _record(stage, stage.folder, started=started, finished=finished, git_commit=self.commit)
+        track = self._tracking and not projection.logged(stage)
+        if track:
+            projection.mark_pending(stage)  # so that a kill between the commit and the logging loses nothing
         with transaction(self.plan.catalog, timeout=self.lock_timeout) as con:
             cat.ingest_stage(con, record)
-        if self.plan.tracking.mode is not TrackingMode.disabled:
-            from tdro.plan.projection import log_stage
-
-            log_stage(self.plan, stage, self.lock_timeout)
+        if track:
+            projection.log_stage(self.plan, stage, self.lock_timeout)
 
     def _fail(self, stage: Stage, started: datetime) -> None:
         record = _record(stage, stage.partial, started=started, finished=datetime.now(),
