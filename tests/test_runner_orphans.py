@@ -19,7 +19,8 @@ from tdro.plan.runner import Outcome, Runner
 from tests.runner_project import REPO, load, write_project
 
 pytestmark = pytest.mark.slow
-TRAIN = {"steps": 60, "batch_size": 8, "warmup_steps": 0, "checkpoint_every": 20, "temperature": 0.05}
+TRAIN = {"steps": 60, "batch_size": 8, "warmup_steps": 0, "checkpoint_every": 20,
+         "loss": {"temperature": 0.05}}
 
 
 def _env(root: Path) -> dict[str, str]:
@@ -99,8 +100,11 @@ def test_the_next_run_resumes_to_the_uninterrupted_result(killed: KilledRun, tmp
     assert Runner(plan, gpu=False).run_stage(reference).outcome is Outcome.done
     assert (reference.folder / "stage.log.1").is_file() and not (reference.folder / "stage.log.2").exists()
     write_project(tmp_path, tiny_bert_dir, train=TRAIN)
-    fresh_plan = build_plan(load(tmp_path / "experiment.yaml"))
+    fresh_plan = build_plan(load(tmp_path / "experiment.yaml", "output.keep_checkpoints=true"))
     fresh = next(s for s in fresh_plan.stages if s.kind.value == "reference")
     assert fresh.id == reference.id
     assert Runner(fresh_plan, gpu=False).run_stage(fresh).outcome is Outcome.done
     assert _model_digest(reference) == _model_digest(fresh)
+    # a complete stage keeps its model and outputs, and its checkpoints only when the spec says so
+    assert not (reference.folder / "checkpoints").exists()
+    assert list((fresh.folder / "checkpoints").glob("step-*"))

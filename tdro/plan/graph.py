@@ -121,6 +121,7 @@ class Plan:
     runs_dir: Path
     catalog: Path
     tracking: TrackingSpec
+    keep_checkpoints: bool
     arms: list[ArmRecord]
     datasets: list[DatasetRecord]
     stages: list[Stage]  # graph order: every stage after its inputs
@@ -246,6 +247,7 @@ def build_plan(experiment: Experiment, *, catalog: str | Path | None = None) -> 
         runs_dir=runs_dir,
         catalog=Path(catalog or spec.output.catalog).expanduser().resolve(),
         tracking=spec.tracking,
+        keep_checkpoints=spec.output.keep_checkpoints,
         arms=arms,
         datasets=list(builder.datasets.values()),
         stages=order,

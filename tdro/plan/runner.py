@@ -16,6 +16,7 @@ import ctypes
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -46,7 +47,7 @@ from tdro.plan.launch import (
     launch_args,
     write_accelerate_config,
 )
-from tdro.spec.stage_file import RESULT_FILE, STAGE_FILE
+from tdro.spec.stage_file import CHECKPOINTS_DIR, RESULT_FILE, STAGE_FILE
 
 LOG_FILE = "stage.log"
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -299,6 +300,8 @@ class Runner:
                     return StageOutcome(stage, Outcome.failed, time.monotonic() - t0, log, reason,
                                         _tail(log, self.tail_lines))
             os.replace(partial, stage.folder)
+            if not self.plan.keep_checkpoints:  # the stage is complete: nothing will resume from them
+                shutil.rmtree(stage.folder / CHECKPOINTS_DIR, ignore_errors=True)
             try:
                 self._ingest(stage, started, datetime.now())
             except UserError:

@@ -221,6 +221,8 @@ class TrackingSpec(_Section):
 class OutputSpec(_Section):
     runs_dir: str = "runs"
     catalog: str = "catalog.duckdb"
+    # a complete stage keeps its model and outputs; its training checkpoints are deleted unless this is on
+    keep_checkpoints: bool = False
 
 
 class DataSpec(_Section):

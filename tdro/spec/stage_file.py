@@ -38,6 +38,7 @@ from tdro.spec.identity import RUN_ONLY, identity
 STAGE_FILE = "stage.json"
 RESULT_FILE = "result.json"
 MODEL_DIR = "model"  # a training stage's retriever folder, inside its stage folder
+CHECKPOINTS_DIR = "checkpoints"  # a training stage's resumable checkpoints, inside its stage folder
 
 
 class Upstream(BaseModel):

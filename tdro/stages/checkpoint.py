@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-CHECKPOINTS = "checkpoints"
+from tdro.spec.stage_file import CHECKPOINTS_DIR
+
+CHECKPOINTS = CHECKPOINTS_DIR
 _COMPLETE = "complete"
 _STEP = re.compile(r"^step-(\d+)$")
 
