@@ -15,6 +15,7 @@ process's RNG states (python, numpy, torch CPU, CUDA) and its `rank_state` dict 
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
@@ -63,6 +64,24 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return steps[-1][1] if steps else None
 
 
+def torch_save(obj: Any, path: Path) -> None:
+    """`torch.save`, with a full disk told as what it is. torch's zip writer reports a failed write as
+    "enforce fail ... unexpected pos"; a plain write at the same path then shows the system's reason,
+    which is raised as that `OSError` (the error boundary prints `path: cannot write (No space left on
+    device)`)."""
+    try:
+        torch.save(obj, path)
+    except RuntimeError:
+        try:
+            with open(path, "wb") as probe:
+                probe.write(bytes(1 << 20))
+                probe.flush()
+                os.fsync(probe.fileno())
+        except OSError as reason:
+            raise OSError(reason.errno, os.strerror(reason.errno or 0), str(path)) from None
+        raise
+
+
 def save_checkpoint(
     output_dir: str | Path,
     step: int,
@@ -83,13 +102,13 @@ def save_checkpoint(
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     rank_file = tmp / f"rank-{accelerator.process_index}.pt"
-    torch.save({"rng": _rng_state(), "state": rank_state or {}}, rank_file)
+    torch_save({"rng": _rng_state(), "state": rank_state or {}}, rank_file)
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
-        torch.save(unwrapped.state_dict(), tmp / "model.pt")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save({**trainer, "step": step, "num_processes": accelerator.num_processes}, tmp / "trainer.pt")
+        torch_save(unwrapped.state_dict(), tmp / "model.pt")
+        torch_save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch_save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch_save({**trainer, "step": step, "num_processes": accelerator.num_processes}, tmp / "trainer.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / _COMPLETE).write_text(f"{step}\n")
