@@ -7,8 +7,9 @@
 - `load_encoder(card)`: the card's base model, failing before training with one line when it cannot be
   loaded or when last-token pooling cannot end sequences in EOS.
 - `start_tracker(stage, accelerator)`: the W&B run of this stage on the main process (no-op elsewhere).
-- `run_job(fn, argv)`: reads the stage file named in argv, calls fn(stage); a `UserError` prints one
-  line per problem on stderr and exits 2.
+- `run_job(fn, argv)`: reads the stage file named in argv, calls fn(stage); a user error (see
+  `tdro.errors`: a `UserError`, an environment `OSError` such as a full disk) prints one line per problem
+  on stderr and exits 2.
 - `run_stage_module(run, stage_types, module, argv)`: every stage module's `main`: `run_job` plus the
   stage-kind check, and exit 3 when the training loop stopped on purpose (`StoppedEarly`).
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tdro.enums import MixedPrecision
-from tdro.errors import USER_ERROR_EXIT_CODE, UserError
+from tdro.errors import USER_ERROR_EXIT_CODE, UserError, report_user_error
 from tdro.spec.cards import ModelCard
 from tdro.spec.experiment import ResourcesSpec
 from tdro.tracking import StageTracker
@@ -110,10 +111,11 @@ def run_job(fn: Callable[[Any], Any], argv: list[str] | None = None) -> int:
         except ValueError as exc:
             raise UserError(f"{path}: invalid stage file ({str(exc).splitlines()[0]})") from None
         fn(stage)
-    except UserError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return USER_ERROR_EXIT_CODE
+    except Exception as exc:  # the one error boundary: a user error is one line each and exit 2
+        code = report_user_error(exc)
+        if code is None:
+            raise
+        return code
     finally:
         _leave_process_group()
     return 0
