@@ -86,8 +86,9 @@ def read_queries(path: Path, language: str) -> LanguageQueries:
         if not isinstance(given, list) or not given:
             problems.add(f"{path}:{number}: answers missing or empty")
             continue
-        if not all(isinstance(a, str) and tokenize(a) for a in given):
-            problems.add(f"{path}:{number}: an answer is empty or not text (it would match no passage)")
+        bad = next((i for i, a in enumerate(given) if not (isinstance(a, str) and tokenize(a))), None)
+        if bad is not None:
+            problems.add(f"{path}:{number}: answers[{bad}] {given[bad]!r} has no word (it would match no passage)")
             continue
         ids.append(str(row["id"]))
         questions.append(row["question"])
