@@ -16,8 +16,8 @@ from tdro.spec.stage_file import EvaluateStageFile, Upstream
 from tdro.stages import evaluate as evaluate_stage
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_answers"
-CARD = dict(name="tiny_answers", kind="answer_recall", corpus="corpus.jsonl", queries="queries/{language}.jsonl",
-            languages=["en", "de"], k=[1, 3], group="MKQA")
+CARD = dict(name="tiny_answers", kind="answer_recall", corpus="corpus.jsonl",
+            queries="queries/{language}.jsonl", languages=["en", "de"], k=[1, 3], group="MKQA")
 
 
 @pytest.fixture

@@ -38,7 +38,8 @@ def test_answer_recall_files_are_the_corpus_then_each_language() -> None:
 @pytest.mark.parametrize(("fields", "message"), [
     pytest.param({"kind": "sts", "score_range": (0, 5), "ignore_identical_ids": True},
                  "ignore_identical_ids: not a field of kind sts", id="foreign-field"),
-    pytest.param({"score_range": (0, 5)}, "score_range: not a field of kind retrieval", id="sts-field-on-retrieval"),
+    pytest.param({"score_range": (0, 5)}, "score_range: not a field of kind retrieval",
+                 id="sts-field-on-retrieval"),
     pytest.param({"kind": "answer_recall", "languages": ["en"]}, "needs corpus, queries, k", id="missing"),
     pytest.param({**ANSWER_FIELDS, "queries": "queries.jsonl"}, "must contain {language}", id="no-pattern"),
     pytest.param({**ANSWER_FIELDS, "languages": ["en", "en"]}, "listed twice", id="duplicate-language"),

@@ -44,9 +44,10 @@ def test_the_fixture_loads_in_order() -> None:
                  "score 5.5 is outside the card's score_range [0, 5]", id="above-range"),
     pytest.param({"sentence1": "a", "sentence2": "b", "score": -1},
                  "score -1 is outside the card's score_range [0, 5]", id="below-range"),
-    pytest.param({"sentence1": "a", "sentence2": "b"}, "score missing or not a finite number", id="no-score"),
-    pytest.param({"sentence1": "a", "score": 1.0}, "expected an object with text fields sentence1 and sentence2",
-                 id="no-sentence2"),
+    pytest.param({"sentence1": "a", "sentence2": "b"}, "score missing or not a finite number",
+                 id="no-score"),
+    pytest.param({"sentence1": "a", "score": 1.0},
+                 "expected an object with text fields sentence1 and sentence2", id="no-sentence2"),
 ])
 def test_a_bad_line_is_one_problem_naming_file_and_line(tmp_path: Path, line: dict, problem: str) -> None:
     good = json.dumps({"sentence1": "x", "sentence2": "y", "score": 1.0})

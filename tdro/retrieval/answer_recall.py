@@ -88,7 +88,8 @@ def read_queries(path: Path, language: str) -> LanguageQueries:
             continue
         bad = next((i for i, a in enumerate(given) if not (isinstance(a, str) and tokenize(a))), None)
         if bad is not None:
-            problems.add(f"{path}:{number}: answers[{bad}] {given[bad]!r} has no word (it would match no passage)")
+            problems.add(f"{path}:{number}: answers[{bad}] {given[bad]!r} has no word "
+                         "(it would match no passage)")
             continue
         ids.append(str(row["id"]))
         questions.append(row["question"])
