@@ -112,6 +112,20 @@ class StageKind(StrEnum):
     evaluate = "evaluate"
 
 
+class BenchmarkKind(StrEnum):
+    """Which evaluation a benchmark card needs (`BenchmarkCard.kind`)."""
+
+    retrieval = "retrieval"  # a BEIR folder: qrels, nDCG/recall/... (the default)
+    answer_recall = "answer_recall"  # MKQA's protocol: queries per language, DPR answer match, accuracy@k
+    sts = "sts"  # sentence pairs with gold scores: Spearman/Pearson of cosine similarity
+
+
+class BenchmarkSource(StrEnum):
+    """The official layouts `tdro bench convert` reads."""
+
+    miracl = "miracl"
+
+
 class DataFormat(StrEnum):
     jsonl = "jsonl"
 

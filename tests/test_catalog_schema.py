@@ -15,7 +15,9 @@ from tdro.spec.stage_result import BenchmarkRecord
 
 VIEW_COLUMNS = {
     "results": ["experiment", "arm", "measure", "transfer", "base_model", "benchmark", "metric", "value",
-                "stage_id"],
+                "stage_id", "kind", "language", "benchmark_group"],
+    "group_results": ["experiment", "arm", "measure", "transfer", "base_model", "benchmark_group", "metric",
+                      "value", "benchmarks"],
     "weights": ["experiment", "arm", "measure", "source", "dataset", "weight", "stage_id"],
     "trajectory": ["experiment", "arm", "measure", "step", "dataset", "alpha", "group_measure", "proxy_loss",
                    "ref_loss"],
@@ -25,9 +27,9 @@ VIEW_COLUMNS = {
 def test_migrations_and_views(tmp_path: Path) -> None:
     path = tmp_path / "c.duckdb"
     with open_catalog(path) as con:
-        assert current_version(con) == SCHEMA_VERSION == 1
+        assert current_version(con) == SCHEMA_VERSION == 2
     with open_catalog(path) as con:  # opening again applies nothing twice
-        assert con.execute("SELECT count(*) FROM schema_version").fetchone() == (1,)
+        assert con.execute("SELECT count(*) FROM schema_version").fetchone() == (2,)
     for view, columns in VIEW_COLUMNS.items():
         assert run_sql(path, f"SELECT * FROM {view}").columns == columns
 
@@ -72,5 +74,7 @@ def test_eval_metrics_ddl_holds_every_benchmark_result_field(tmp_path: Path) -> 
         columns = {r[0] for r in con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'eval_metrics'"
         ).fetchall()}
-    # a benchmark's `metrics` mapping becomes one (metric, value) row per entry
-    assert columns == {"stage_id", "metric", "value", *BenchmarkRecord.model_fields} - {"metrics"}
+    # a benchmark's `metrics` mapping becomes one (metric, value) row per entry; `per_language` one per
+    # language and entry
+    fields = set(BenchmarkRecord.model_fields) - {"metrics", "per_language"}
+    assert columns == {"stage_id", "metric", "value", *fields}

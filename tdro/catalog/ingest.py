@@ -216,14 +216,20 @@ def _insert_optimize(
 
 
 def _insert_evaluate(con: duckdb.DuckDBPyConnection, stage_id: str, result: EvaluateResult) -> None:
+    """One row per metric of each benchmark (language: the record's), and for answer_recall one per
+    language and metric as well."""
     rows = [
         [stage_id, b.benchmark, b.split, metric, value, b.num_queries, b.num_docs, b.top_k,
-         b.ignore_identical_ids]
+         b.ignore_identical_ids, b.kind.value, b.benchmark_group, language]
         for b in result.benchmarks
-        for metric, value in b.metrics.items()
+        for language, metrics in [(b.language, b.metrics), *b.per_language.items()]
+        for metric, value in metrics.items()
     ]
     if rows:
-        con.executemany("INSERT INTO eval_metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        con.executemany(
+            "INSERT INTO eval_metrics (stage_id, benchmark, split, metric, value, num_queries, num_docs, "
+            "top_k, ignore_identical_ids, kind, benchmark_group, language) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
 def ingest_stage(

@@ -16,8 +16,9 @@ Tables (one concept each; `stage_id` is the full 64-hex stage id):
 - `trajectory_rows(stage_id, <OptimizeResult.TRAJECTORY_COLUMNS>)`, `train_metrics(stage_id,
   <TrainResult.METRIC_COLUMNS>)`: a stage's parquet file as `tdro.spec.stage_result` states it (a test
   checks the DDL below against those tuples); `eval_metrics(stage_id, benchmark, split, metric, value,
-  num_queries, num_docs, top_k, ignore_identical_ids)`: one row per `BenchmarkResult` metric.
-Views (the public surface): `results`, `weights`, `trajectory` — see `VIEWS`.
+  num_queries, num_docs, top_k, ignore_identical_ids, kind, benchmark_group, language)`: one row per
+  `BenchmarkRecord` metric, and for answer_recall also per language (version 2 added the last three).
+Views (the public surface): `results`, `group_results`, `weights`, `trajectory` — see `VIEWS`.
 """
 
 from __future__ import annotations
@@ -69,13 +70,23 @@ def _v1(con: duckdb.DuckDBPyConnection) -> None:
             value DOUBLE, num_queries BIGINT, num_docs BIGINT, top_k BIGINT, ignore_identical_ids BOOLEAN
         );
     """)
+    for sql in _V1_VIEWS.values():
+        con.execute(sql)
+
+
+def _v2(con: duckdb.DuckDBPyConnection) -> None:
+    """Benchmark kinds: each eval_metrics row says its kind, group and language; `group_results` view."""
+    con.execute("""
+        ALTER TABLE eval_metrics ADD COLUMN kind VARCHAR DEFAULT 'retrieval';
+        ALTER TABLE eval_metrics ADD COLUMN benchmark_group VARCHAR;
+        ALTER TABLE eval_metrics ADD COLUMN language VARCHAR;
+    """)
     for sql in VIEWS.values():
         con.execute(sql)
 
 
-VIEWS: dict[str, str] = {
-    # A stage shared by several arms appears once per arm; the reference model's evaluation is the
-    # `baseline` (measure NULL), a stage-2 model's carries its transfer label and its stage 1's measure.
+# The views as version 1 made them (a released migration never changes; `VIEWS` is the current set).
+_V1_VIEWS: dict[str, str] = {
     "results": """
         CREATE OR REPLACE VIEW results AS
         SELECT sa.experiment, sa.arm, sa.measure, sa.transfer, a.base_model,
@@ -83,6 +94,31 @@ VIEWS: dict[str, str] = {
         FROM eval_metrics m
         JOIN stage_arms sa ON sa.stage_id = m.stage_id
         JOIN arms a ON a.experiment = sa.experiment AND a.arm = sa.arm
+    """,
+}
+
+VIEWS: dict[str, str] = {
+    # A stage shared by several arms appears once per arm; the reference model's evaluation is the
+    # `baseline` (measure NULL), a stage-2 model's carries its transfer label and its stage 1's measure.
+    # An answer_recall benchmark has one row per language and metric, and its mean over languages with
+    # language NULL; retrieval and sts rows carry the card's language.
+    "results": """
+        CREATE OR REPLACE VIEW results AS
+        SELECT sa.experiment, sa.arm, sa.measure, sa.transfer, a.base_model,
+               m.benchmark, m.metric, m.value, m.stage_id, m.kind, m.language, m.benchmark_group
+        FROM eval_metrics m
+        JOIN stage_arms sa ON sa.stage_id = m.stage_id
+        JOIN arms a ON a.experiment = sa.experiment AND a.arm = sa.arm
+    """,
+    # The average per benchmark group (BEIR, CQADupstack, MIRACL, MKQA, ...) of each benchmark's score
+    # (for answer_recall its mean over languages), per arm, transfer and metric.
+    "group_results": """
+        CREATE OR REPLACE VIEW group_results AS
+        SELECT experiment, arm, measure, transfer, base_model, benchmark_group, metric,
+               avg(value) AS value, count(DISTINCT benchmark) AS benchmarks
+        FROM results
+        WHERE benchmark_group IS NOT NULL AND NOT (kind = 'answer_recall' AND language IS NOT NULL)
+        GROUP BY ALL
     """,
     "weights": """
         CREATE OR REPLACE VIEW weights AS
@@ -99,9 +135,10 @@ VIEWS: dict[str, str] = {
         JOIN stage_arms sa ON sa.stage_id = t.stage_id
     """,
 }
+_V1_VIEWS["weights"], _V1_VIEWS["trajectory"] = VIEWS["weights"], VIEWS["trajectory"]
 
 # Append-only: version i+1 is MIGRATIONS[i]. Never edit a released migration; add one.
-MIGRATIONS: list[Migration] = [_v1]
+MIGRATIONS: list[Migration] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

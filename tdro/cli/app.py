@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tdro.cli import data, runner, weights
+from tdro.cli import bench, data, runner, weights
 from tdro.cli import eval as eval_cli
 from tdro.cli.arguments import OverridesArg, SpecArg
 from tdro.cli.console import console
@@ -98,6 +98,7 @@ def _mount_commands(group: typer.Typer) -> None:
 
 _mount_commands(runner.app)
 _mount_commands(eval_cli.app)
+app.add_typer(bench.app, name="bench", help="Convert benchmark files (MIRACL) to BEIR layout.")
 app.add_typer(data.app, name="data", help="Check training files; write the demo collection.")
 app.add_typer(weights.app, name="weights",
               help="Convert stage-1 mixture weights (alpha) to and from the reference code's JSON files.")

@@ -1,7 +1,8 @@
-"""`tdro eval MODEL BENCHMARK_DIR`: evaluate any retriever on a BEIR-format folder and print a table.
+"""`tdro eval MODEL BENCHMARK`: evaluate any retriever on a benchmark of any kind and print a table.
 
 MODEL is a tdro-saved folder, a sentence-transformers / Hugging Face folder, a model card name or a hub
-id (see `tdro.retrieval.model_folder`). BENCHMARK_DIR is a BEIR folder or a benchmark card name. The
+id (see `tdro.retrieval.model_folder`). BENCHMARK is a BEIR folder (kind retrieval) or a benchmark card
+name, whose `kind` says how it is evaluated (`tdro.retrieval.kinds`): retrieval, answer_recall, sts. The
 command is one function on the typer app `app`; `tdro.cli.app` mounts it, and errors end in the one
 boundary (`tdro.cli.boundary`). Torch, transformers and faiss are imported inside the command only.
 
@@ -23,7 +24,7 @@ from tdro.enums import DType, EosHandling, OutputFormat, PaddingSide, Pooling, P
 from tdro.spec.retriever import LoadSettings, RetrieverConfig
 from tdro.spec.search import SearchConfig
 
-app = typer.Typer(help="Evaluate a retriever on a BEIR-format benchmark.", no_args_is_help=True)
+app = typer.Typer(help="Evaluate a retriever on a benchmark (BEIR folder or card).", no_args_is_help=True)
 
 
 def _benchmark_card(benchmark: str, split: str | None, instruction: str | None):
@@ -61,7 +62,7 @@ def eval_command(
         str, typer.Argument(help="Model folder (tdro, sentence-transformers or HF), card name or hub id.")
     ],
     benchmark: Annotated[
-        str, typer.Argument(help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or card name.")
+        str, typer.Argument(help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or card name (any kind).")
     ],
     split: Annotated[
         str | None, typer.Option(help="Qrels split to evaluate (default: test, or the card's).")
@@ -126,7 +127,8 @@ def eval_command(
         bool | None, typer.Option(help="Allow model code from the model folder (default: no / card).")
     ] = None,
 ) -> None:
-    """Evaluate MODEL on BENCHMARK with faiss exact search and pytrec_eval metrics."""
+    """Evaluate MODEL on BENCHMARK: retrieval (faiss exact search, pytrec_eval metrics), answer_recall
+    (accuracy@k per language and mean) or sts (cosine Spearman/Pearson), as the card's kind says."""
     payload = _evaluate(
         model, benchmark, split=split, metrics=metrics, instruction=instruction, cache_dir=cache_dir,
         per_query=per_query, progress=progress, search=_given(ctx, SearchConfig),
@@ -148,9 +150,9 @@ def _evaluate(model: str, benchmark: str, *, split, metrics, instruction, cache_
     """`search`: SearchConfig fields, `overrides`: RetrieverConfig / LoadSettings fields, as given."""
     import torch
 
-    from tdro.retrieval.beir import load_beir
     from tdro.retrieval.cache import EmbeddingCache
     from tdro.retrieval.evaluator import Evaluator, SearchSettings
+    from tdro.retrieval.kinds import evaluate_benchmark, load_benchmark
     from tdro.retrieval.metrics import DEFAULT_METRICS, parse_metrics
     from tdro.retrieval.model_folder import resolve_model
 
@@ -158,16 +160,16 @@ def _evaluate(model: str, benchmark: str, *, split, metrics, instruction, cache_
     parsed = parse_metrics(names, field_name="--metrics")
     card = _benchmark_card(benchmark, split, instruction)
     resolved = resolve_model(model, overrides)
-    bench = load_beir(card.path, card.split, name=card.name)
+    bench = load_benchmark(card)
     if instruction and resolved.config.prompt_style is PromptStyle.none:
         typer.echo("note: the instruction is not used: the model's prompt style is none "
                    "(pass --prompt-style e5 to use it)", err=True)
     settings = SearchSettings(parsed, **search)
-    ignore = card.ignores_identical_ids(settings.ignore_identical_ids)
     autocast = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else None
     evaluator = Evaluator.load(resolved, settings, cache=EmbeddingCache(cache_dir), autocast_dtype=autocast,
                                show_progress=progress and sys.stderr.isatty())
-    result = evaluator.evaluate(bench, card.instruction, ignore_identical_ids=ignore)
+    result = evaluate_benchmark(evaluator, bench, ignore_identical_ids=bool(settings.ignore_identical_ids),
+                                token_dir=cache_dir)
     assert result is not None  # one process: always the main one
     payload = {"model": resolved.path, "model_config_from": resolved.origin,
                "model_config": resolved.config.model_dump(mode="json"), **result.record(),
@@ -182,14 +184,31 @@ def _print_table(payload: dict) -> None:
     from rich.table import Table
 
     console = Console()
-    console.print(f"{payload['benchmark']} ({payload['split']}): {payload['num_queries']} queries, "
-                  f"{payload['num_docs']} docs, top {payload['top_k']}, "
-                  f"ignore_identical_ids={payload['ignore_identical_ids']}")
+    kind = payload.get("kind", "retrieval")
+    if kind == "sts":
+        console.print(f"{payload['benchmark']} ({payload['split']}, sts): {payload['num_queries']} pairs")
+    elif kind == "answer_recall":
+        console.print(f"{payload['benchmark']} (answer_recall): {payload['num_queries']} queries in "
+                      f"{len(payload['per_language'])} languages, {payload['num_docs']} passages, "
+                      f"top {payload['top_k']}")
+    else:
+        console.print(f"{payload['benchmark']} ({payload['split']}): {payload['num_queries']} queries, "
+                      f"{payload['num_docs']} docs, top {payload['top_k']}, "
+                      f"ignore_identical_ids={payload['ignore_identical_ids']}")
     table = Table()
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for metric, value in payload["metrics"].items():
-        table.add_row(metric, f"{value:.4f}")
+    if payload.get("per_language"):
+        names = list(payload["metrics"])
+        table.add_column("language")
+        for name in names:
+            table.add_column(name, justify="right")
+        for language, values in payload["per_language"].items():
+            table.add_row(language, *(f"{values[n]:.4f}" for n in names))
+        table.add_row("mean", *(f"{payload['metrics'][n]:.4f}" for n in names), style="bold")
+    else:
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for metric, value in payload["metrics"].items():
+            table.add_row(metric, f"{value:.4f}")
     console.print(table)
     console.print(f"model: {payload['model']} (config from {payload['model_config_from']}); "
                   f"encoded {sum(payload['encoded'].values())} texts in {payload['seconds']:.1f}s")

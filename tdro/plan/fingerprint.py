@@ -26,7 +26,7 @@ def dataset_fingerprint(card: DatasetCard, cache: FingerprintCache) -> str:
 
 def benchmark_fingerprint(card: BenchmarkCard, cache: FingerprintCache) -> str:
     root = Path(card.path).expanduser().resolve()
-    files = [root / "corpus.jsonl", root / "queries.jsonl", root / "qrels" / f"{card.split}.tsv"]
+    files = [f.resolve() for f in card.files()]  # the card's kind says which files it reads
     missing = [f.relative_to(root).as_posix() for f in files if not f.is_file()]
     if missing:
         raise UserError(f"benchmark {card.name}: {card.path}: missing {', '.join(missing)}")

@@ -59,8 +59,10 @@ def _log(plan: Plan, stage: Stage, lock_timeout: float) -> None:
         if last.rows:
             summary.update({keys.STEPS: last.rows[0][0], keys.FINAL_LOSS: last.rows[0][1]})
     else:
+        # an answer_recall benchmark by its mean over languages (the per-language rows are in the catalog)
         metrics = run_sql(plan.catalog, "SELECT benchmark, metric, value FROM eval_metrics "
-                          "WHERE stage_id = ? ORDER BY benchmark, metric", [sid], timeout=lock_timeout)
+                          "WHERE stage_id = ? AND NOT (kind = 'answer_recall' AND language IS NOT NULL) "
+                          "ORDER BY benchmark, metric", [sid], timeout=lock_timeout)
         tables[keys.EVALUATION_TABLE] = (metrics.columns, [list(r) for r in metrics.rows])
         summary.update({keys.benchmark_metric(b, m): v for b, m, v in metrics.rows})
     tracker = StageTracker.start(

@@ -133,9 +133,30 @@ class Evaluator:
             self.cache.save(self.model_key, key, vectors)
         return vectors, len(texts)
 
+    def rank(self, queries: list[str], docs: list[str], top_k: int, *,
+             exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, int]] | None:
+        """Encode formatted `queries`, then encode and search the formatted `docs` one chunk of
+        `chunk_size` documents at a time: `(scores, indices, encoded)` on main, None elsewhere."""
+        config, s = self.encoder.config, self.settings
+        q_vectors, q_encoded = self.embed(queries, role="query", max_length=config.query_max_length)
+        top = TopK(q_vectors, top_k, exclude=exclude) if q_vectors is not None else None
+        d_encoded = 0
+        chunks = range(0, len(docs), s.chunk_size)
+        for number, start in enumerate(chunks, start=1):
+            role = "passage" if len(chunks) == 1 else f"passage {number}/{len(chunks)}"
+            vectors, encoded = self.embed(docs[start : start + s.chunk_size], role=role,
+                                          max_length=config.passage_max_length)
+            d_encoded += encoded
+            if top is not None and vectors is not None:
+                top.add(vectors, start)
+        if top is None:
+            return None
+        scores, indices = top.result(len(docs))
+        return scores, indices, {"query": q_encoded, "passage": d_encoded}
+
     def evaluate(self, bench: Benchmark, instruction: str | None = None, *,
                  ignore_identical_ids: bool | None = None) -> BenchmarkResult | None:
-        """Encode queries, then encode and search the corpus one chunk of `chunk_size` documents at a time.
+        """Rank the corpus for every query (`rank`), then score the run against the qrels.
 
         `ignore_identical_ids` overrides the settings' for this benchmark (a card may turn it on)."""
         import time
@@ -143,26 +164,16 @@ class Evaluator:
         started = time.perf_counter()
         config, s = self.encoder.config, self.settings
         queries = [format_query(q, instruction, config) for q in bench.query_texts]
-        q_vectors, q_encoded = self.embed(queries, role="query", max_length=config.query_max_length)
+        docs = [format_passage(d, None, config) for d in bench.doc_texts]
         ignore = s.ignore_identical_ids if ignore_identical_ids is None else ignore_identical_ids
         exclude = identical_id_positions(bench.query_ids, bench.doc_ids) if ignore else None
-        top = TopK(q_vectors, s.top_k, exclude=exclude) if q_vectors is not None else None
-        d_encoded = 0
-        chunks = range(0, bench.num_docs, s.chunk_size)
-        for number, start in enumerate(chunks, start=1):
-            docs = [format_passage(d, None, config) for d in bench.doc_texts[start : start + s.chunk_size]]
-            role = "passage" if len(chunks) == 1 else f"passage {number}/{len(chunks)}"
-            vectors, encoded = self.embed(docs, role=role, max_length=config.passage_max_length)
-            d_encoded += encoded
-            if top is not None and vectors is not None:
-                top.add(vectors, start)
-        if top is None:
+        ranked = self.rank(queries, docs, s.top_k, exclude=exclude)
+        if ranked is None:
             return None
-        scores, indices = top.result(bench.num_docs)
+        scores, indices, encoded = ranked
         result = evaluate_run(bench.qrels, to_run(scores, indices, bench.query_ids, bench.doc_ids), s.metrics)
         return BenchmarkResult(
             benchmark=bench.name, split=bench.split, num_queries=bench.num_queries, num_docs=bench.num_docs,
             top_k=s.top_k, ignore_identical_ids=ignore, metrics=result.mean,
-            per_query=result.per_query, encoded={"query": q_encoded, "passage": d_encoded},
-            seconds=time.perf_counter() - started,
+            per_query=result.per_query, encoded=encoded, seconds=time.perf_counter() - started,
         )

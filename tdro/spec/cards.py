@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tdro.enums import DataFormat
+from tdro.enums import BenchmarkKind, DataFormat
 from tdro.spec.identity import RUN_ONLY
 from tdro.spec.retriever import LoadSettings, RetrieverConfig
 
@@ -72,18 +72,82 @@ class ModelCard(_Card, RetrieverConfig, LoadSettings):
     gradient_checkpointing: bool = False
 
 
+# Fields that only one benchmark kind reads; any other kind refuses them (a card says what it means).
+_KIND_FIELDS: dict[BenchmarkKind, frozenset[str]] = {
+    BenchmarkKind.retrieval: frozenset({"ignore_identical_ids"}),
+    BenchmarkKind.answer_recall: frozenset({"languages", "corpus", "queries", "k"}),
+    BenchmarkKind.sts: frozenset({"score_range"}),
+}
+_FIELD_DEFAULTS = {"ignore_identical_ids": False, "languages": None, "corpus": None, "queries": None,
+                   "k": None, "score_range": None}
+
+
 class BenchmarkCard(_Card):
+    """A benchmark and the evaluation it needs (`kind`); the fields of the other kinds must stay unset.
+
+    - `retrieval` (default): `path` is a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).
+    - `answer_recall`: `path/corpus` (BEIR corpus lines) searched by `path/queries` with `{language}`
+      replaced by each of `languages` (lines `{"id", "question", "answers"}`); metrics `accuracy@k`.
+    - `sts`: `path/<split>.jsonl` of `{"sentence1", "sentence2", "score"}`, score within `score_range`.
+    """
+
     name: str
-    path: Annotated[str, RUN_ONLY]  # a BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv
+    kind: BenchmarkKind = BenchmarkKind.retrieval
+    path: Annotated[str, RUN_ONLY]  # the benchmark's folder (what is in it: see the kind)
     split: str = "test"
     instruction: str | None = None
-    language: str = "en"
-    group: str | None = None  # e.g. "BEIR", "MIRACL", "CQADupstack": what averages are taken over
-    # a query never retrieves the document with its own id (ArguAna, Quora: BEIR's and MTEB's setting)
+    language: str = "en"  # the corpus's (answer_recall) or the texts' language
+    # what averages are taken over: "BEIR", "CQADupstack", "MIRACL", "MKQA", ...
+    group: str | None = None
+    # retrieval: a query never retrieves the document with its own id (ArguAna, Quora: BEIR's and MTEB's)
     ignore_identical_ids: bool = False
+    # answer_recall: the query languages, the corpus file and the query-file pattern, the cut-offs k
+    languages: list[str] | None = Field(None, min_length=1)
+    corpus: str | None = None
+    queries: str | None = None
+    k: list[int] | None = Field(None, min_length=1)
+    # sts: the closed range of the gold scores, e.g. [0, 5]
+    score_range: tuple[float, float] | None = None
     generated_by: Annotated[str | None, RUN_ONLY] = None
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> BenchmarkCard:
+        own = _KIND_FIELDS[self.kind]
+        foreign = sorted(name for name, default in _FIELD_DEFAULTS.items()
+                         if name not in own and getattr(self, name) != default)
+        if foreign:
+            raise ValueError(f"{', '.join(foreign)}: not a field of kind {self.kind.value}")
+        if self.kind is BenchmarkKind.answer_recall:
+            missing = [n for n in ("languages", "corpus", "queries", "k") if getattr(self, n) is None]
+            if missing:
+                raise ValueError(f"kind answer_recall needs {', '.join(missing)}")
+            if "{language}" not in (self.queries or ""):
+                raise ValueError("queries: must contain {language}, e.g. queries/{language}.jsonl")
+            if any(k < 1 for k in self.k or []):
+                raise ValueError("k: every cut-off must be at least 1")
+            if len(set(self.languages or [])) != len(self.languages or []):
+                raise ValueError("languages: listed twice")
+        if self.kind is BenchmarkKind.sts:
+            if self.score_range is None:
+                raise ValueError("kind sts needs score_range, e.g. [0, 5]")
+            if self.score_range[0] >= self.score_range[1]:
+                raise ValueError("score_range: the low end must be below the high end")
+        return self
 
     def ignores_identical_ids(self, everywhere: bool) -> bool:
         """Whether this benchmark is searched with identical ids left out: the card says so, or the caller
         asks it of every benchmark (the spec's `evaluate.ignore_identical_ids`, `tdro eval`'s option)."""
-        return everywhere or self.ignore_identical_ids
+        return self.kind is BenchmarkKind.retrieval and (everywhere or self.ignore_identical_ids)
+
+    def query_file(self, language: str) -> Path:
+        """answer_recall: the query file of one language."""
+        return Path(self.path).expanduser() / (self.queries or "").replace("{language}", language)
+
+    def files(self) -> list[Path]:
+        """The files this benchmark reads, in a fixed order (its fingerprint hashes their content)."""
+        root = Path(self.path).expanduser()
+        if self.kind is BenchmarkKind.answer_recall:
+            return [root / (self.corpus or ""), *(self.query_file(lang) for lang in self.languages or [])]
+        if self.kind is BenchmarkKind.sts:
+            return [root / f"{self.split}.jsonl"]
+        return [root / "corpus.jsonl", root / "queries.jsonl", root / "qrels" / f"{self.split}.tsv"]

@@ -10,7 +10,8 @@ the catalog's DDL by a test. Paths inside a result are relative to the stage fol
   (`METRIC_COLUMNS`: one row per optimizer step), the mixture used and the datasets read.
 - `OptimizeResult` (`optimize`): `weights.json` (`tdro.weights_file.WeightsFile`), `trajectory.parquet`
   (`TRAJECTORY_COLUMNS`: one row per alpha update and dataset), alpha's diagnostics.
-- `EvaluateResult` (`evaluate`): one `BenchmarkRecord` per benchmark; `per_query/<benchmark>.parquet`.
+- `EvaluateResult` (`evaluate`): one `BenchmarkRecord` per benchmark (any kind);
+  `per_query/<benchmark>.parquet` (retrieval; answer_recall with query ids `<language>/<id>`).
 Torch-free: the control plane imports it.
 """
 
@@ -23,7 +24,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from tdro.enums import Measure, RatioMode
+from tdro.enums import BenchmarkKind, Measure, RatioMode
 from tdro.spec.stage_file import RESULT_FILE
 from tdro.weights_file import WEIGHTS_FILE
 
@@ -105,13 +106,21 @@ class OptimizeResult(_StageResult):
 
 
 class BenchmarkRecord(_Record):
+    """One benchmark's scores. `metrics` is the benchmark's score: for `answer_recall` the mean over its
+    languages, each language's own in `per_language`. `num_queries` counts STS pairs for `sts` (and
+    `num_docs` is 0), and all languages' queries for `answer_recall`."""
+
     benchmark: str
+    kind: BenchmarkKind = BenchmarkKind.retrieval
+    benchmark_group: str | None = None  # the card's `group`, what averages are taken over
+    language: str | None = None  # the card's; None for answer_recall (its languages: `per_language`)
     split: str
     num_queries: int
     num_docs: int
     top_k: int
     ignore_identical_ids: bool
     metrics: dict[str, float]  # "ndcg@10" -> value
+    per_language: dict[str, dict[str, float]] = Field(default_factory=dict)  # language -> metrics
 
 
 class EvaluateResult(_StageResult):

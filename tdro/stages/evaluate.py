@@ -5,8 +5,10 @@ stage's model card gives pooling, normalisation and prompts); evaluates every be
 encoding sharded across processes, search and metrics on the main process); the main process writes
 `per_query/<benchmark>.parquet` and then `result.json` (each under a temporary name, then renamed) into
 `output_dir`, as `tdro.spec.stage_result.EvaluateResult` specifies, only once every benchmark is done (a
-failure leaves no half outputs). Returns the result on the main process, None on the others. Exit 0 on
-success, 2 with one line per problem on stderr for a `UserError`.
+failure leaves no half outputs). Every benchmark kind is evaluated through `tdro.retrieval.kinds`; an
+`answer_recall` benchmark records each finished language under `languages/` first, so a stopped stage,
+launched again into the same folder, resumes at the next language. Returns the result on the main
+process, None on the others. Exit 0 on success, 2 with one line per problem on stderr for a `UserError`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from tdro.spec.stage_file import EvaluateStageFile
 from tdro.spec.stage_result import BenchmarkRecord, EvaluateResult
 from tdro.stages.outputs import write_parquet
 from tdro.stages.runtime import make_accelerator, run_stage_module, start_tracker
+
+PROGRESS_FOLDER = "languages"  # answer_recall: <benchmark>/<language>.json per finished language
 
 
 def _autocast_dtype(mode: MixedPrecision):
@@ -43,9 +47,9 @@ def _write_per_query(folder: Path, name: str, per_query: dict[str, dict[str, flo
 
 def run(stage: EvaluateStageFile) -> EvaluateResult | None:
     """Evaluate every benchmark of the stage; the main process writes and returns the result."""
-    from tdro.retrieval.beir import load_beir
     from tdro.retrieval.cache import EmbeddingCache
     from tdro.retrieval.evaluator import Evaluator, SearchSettings
+    from tdro.retrieval.kinds import evaluate_benchmark, load_benchmark
     from tdro.retrieval.metrics import parse_metrics
     from tdro.retrieval.model_folder import resolve_folder
 
@@ -60,7 +64,7 @@ def run(stage: EvaluateStageFile) -> EvaluateResult | None:
         raise UserError(f"model_dir {stage.model_dir}: no such folder")
     model = resolve_folder(stage.model_dir, card=stage.model)
     # Check every benchmark before encoding anything: a bad file fails in seconds, not after an hour.
-    benches = [load_beir(card.path, card.split, name=card.name) for card in stage.benchmarks]
+    benches = [load_benchmark(card) for card in stage.benchmarks]
     accelerator = make_accelerator(stage.resources)
     evaluator = Evaluator.load(
         model, settings, cache=EmbeddingCache(stage.cache_dir), accelerator=accelerator,
@@ -70,8 +74,12 @@ def run(stage: EvaluateStageFile) -> EvaluateResult | None:
     try:
         done = []  # (card, result) on the main process
         for card, bench in zip(stage.benchmarks, benches, strict=True):
-            ignore = card.ignores_identical_ids(spec.ignore_identical_ids)
-            result = evaluator.evaluate(bench, card.instruction, ignore_identical_ids=ignore)
+            # answer_recall records each language in the stage folder as it finishes: a rerun resumes
+            result = evaluate_benchmark(
+                evaluator, bench, ignore_identical_ids=spec.ignore_identical_ids,
+                progress_dir=stage.output / PROGRESS_FOLDER,
+                token_dir=stage.cache_dir or stage.output / PROGRESS_FOLDER,
+            )
             if result is not None:
                 done.append((card, result))
         accelerator.wait_for_everyone()
@@ -83,7 +91,7 @@ def run(stage: EvaluateStageFile) -> EvaluateResult | None:
             model_dir=stage.model_dir,
             benchmarks=[BenchmarkRecord.model_validate(result.record()) for _, result in done],
             per_query={card.name: _write_per_query(stage.output, card.name, result.per_query)
-                       for card, result in done},
+                       for card, result in done if result.per_query},
         )
         outcome.write(stage.output)
         tracker.summary({keys.benchmark_metric(card.name, name): value
