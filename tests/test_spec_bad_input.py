@@ -30,7 +30,7 @@ def _one_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     pytest.param("train.learning_rate=.inf", "train.learning_rate: Input should be a finite number",
                  id="inf"),
     pytest.param("dro.eta=.nan", "dro.eta: Input should be a finite number", id="nan"),
-    pytest.param("train.temperature=-.inf", "train.temperature: Input should be a finite number",
+    pytest.param("train.loss.temperature=-.inf", "train.loss.temperature: Input should be a finite number",
                  id="minus_inf"),
     pytest.param("train.steps=[1,", "override 'train.steps=[1,': not valid YAML", id="malformed_yaml"),
 ])
