@@ -15,7 +15,7 @@ from tdro.errors import UserError
 
 
 def package_file(package: str, file: str) -> Path:
-    """The path of `file` (relative, '/'-separated) inside `package` (may be dotted); a UserError if absent."""
+    """The path of `file` ('/'-separated) inside `package` (may be dotted); a UserError if absent."""
     top, *below = package.split(".")
     try:
         spec = importlib.util.find_spec(top)  # a top-level name: found without importing anything

