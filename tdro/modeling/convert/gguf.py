@@ -43,7 +43,7 @@ def tokenizer_metadata(file: Path) -> dict[str, Any]:
 
 
 def convert_gguf(file: Path, out: Path) -> None:
-    """Write the model of GGUF `file` to folder `out`: float32 weights, the tokenizer as the file states it."""
+    """Write GGUF `file` as a model folder `out`: float32 weights, the tokenizer as the file states it."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
