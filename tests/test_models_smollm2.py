@@ -138,8 +138,9 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, smollm2_card, smollm2_fol
         (registry / kind).mkdir(parents=True)
     for k, domain in enumerate(DOMAINS):
         data = _query_groups(TRAIN_DATA / domain / "pairs.jsonl", root / "data" / f"{domain}.jsonl", seed=k)
+        instruction = f"Given a {domain} question, retrieve the passage that answers it"
         (registry / "datasets" / f"{domain}.yaml").write_text(yaml.safe_dump(
-            {"name": domain, "path": str(data), "instructions": [f"Given a {domain} question, find it"]}))
+            {"name": domain, "path": str(data), "instructions": [instruction]}))
     card = yaml.safe_load((REPO / "registry" / "models" / "smollm2-135m.yaml").read_text())
     card.update(query_max_length=16, passage_max_length=32)
     (registry / "models" / "smollm2-135m.yaml").write_text(yaml.safe_dump(card))
