@@ -144,7 +144,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, smollm2_card, smollm2_fol
     card = yaml.safe_load((REPO / "registry" / "models" / "smollm2-135m.yaml").read_text())
     card.update(query_max_length=16, passage_max_length=32)
     (registry / "models" / "smollm2-135m.yaml").write_text(yaml.safe_dump(card))
-    optimizer = {"steps": 3, "batch_size": GROUPS, "passages_per_query": 2, "learning_rate": 2e-5,
+    optimizer = {"steps": 3, "batch_size": GROUPS, "passages_per_query": 2, "learning_rate": 5e-6,
                  "warmup_steps": 0, "checkpoint_every": 100, "temperature": 0.05}
     spec = {
         "name": "smollm2", "seed": 0, "base_model": "smollm2-135m", "datasets": list(DOMAINS),
