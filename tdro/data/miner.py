@@ -76,7 +76,8 @@ class MinedData:
 def _positive_scores(groups: list[SourceGroup], queries: np.ndarray, blocks) -> np.ndarray:
     """Each query's lowest positive score, accumulated over the corpus blocks as they are encoded."""
     lowest = np.full(len(groups), np.inf, dtype=np.float32)
-    pairs = np.array([(q, p) for q, g in enumerate(groups) for p in g.positives], dtype=np.int64).reshape(-1, 2)
+    pairs = np.array([(q, p) for q, g in enumerate(groups) for p in g.positives], dtype=np.int64)
+    pairs = pairs.reshape(-1, 2)
 
     def add(vectors: np.ndarray, start: int) -> None:
         inside = (pairs[:, 1] >= start) & (pairs[:, 1] < start + len(vectors))

@@ -92,7 +92,8 @@ def parse_pair(row: object) -> tuple[str, list[Passage]]:
             raise ValueError("set needs a query and at least one positive")
         return texts[0], [Passage(text=t) for t in texts[1:]]
     if not isinstance(row.get("query"), str):
-        raise ValueError("missing field `query` (or `set`)" if "query" not in row else "query must be a string")
+        missing = "query" not in row
+        raise ValueError("missing field `query` (or `set`)" if missing else "query must be a string")
     if "positive" in row:
         title = row.get("title")
         if not isinstance(row["positive"], str) or not (title is None or isinstance(title, str)):
@@ -103,7 +104,9 @@ def parse_pair(row: object) -> tuple[str, list[Passage]]:
     raise ValueError("missing field `positive` (or `pos`)")
 
 
-def _add_group(data: SourceData, corpus: _Corpus, query_id: str, query: str, positives: list[Passage]) -> None:
+def _add_group(
+    data: SourceData, corpus: _Corpus, query_id: str, query: str, positives: list[Passage]
+) -> None:
     kept = [p for p in positives if p.full_text.strip()]
     if not query.strip() or not kept:
         data.empty_dropped += 1

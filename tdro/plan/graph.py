@@ -220,7 +220,9 @@ class _Builder:
                 raise UserError(f"prepare.dedup.benchmarks: {exc.problems[0]}") from None
         return cards
 
-    def prepare(self, arm: Arm, card: DatasetCard, fingerprint: str, common: dict[str, Any]) -> Upstream | None:
+    def prepare(
+        self, arm: Arm, card: DatasetCard, fingerprint: str, common: dict[str, Any]
+    ) -> Upstream | None:
         """The mine and dedup stages of one dataset; the query groups training reads, or None (the card's)."""
         prepare = arm.spec.prepare
         if prepare is None:
@@ -245,7 +247,8 @@ class _Builder:
         benchmarks = self.dedup_benchmarks(prepare, arm)
         if prepare.dedups(card.name) and benchmarks:
             dedup = self.make(DedupStageFile(
-                **{**common, "resources": ResourcesSpec()},  # one process: no model, no accelerator
+                # one process, no model
+                **{**common, "resources": ResourcesSpec(), "model": None, "model_weights": None},
                 dataset=card, groups=data, dataset_fingerprint=None if data else fingerprint,
                 benchmarks=benchmarks, dedup=prepare.dedup,
                 benchmark_fingerprints={c.name: benchmark_fingerprint(c, self.cache) for c in benchmarks},

@@ -254,7 +254,7 @@ class DedupSpec(_Section):
 
     enabled: bool = True
     max_distance: int = Field(2, ge=0, le=8)
-    benchmarks: list[str] | None = None  # benchmark card names; None: every benchmark the experiment evaluates
+    benchmarks: list[str] | None = None  # benchmark card names; None: every benchmark the arm evaluates
 
 
 class DatasetPrepareSpec(_Section):

@@ -107,7 +107,7 @@ class _TrainingStageFile(_StageFile):
     data: DataSpec = DataSpec()
 
     def inert_fields(self) -> set[str]:
-        return set() if self.prepared_data else {"prepared_data"}  # ids of unprepared stages stay as they were
+        return set() if self.prepared_data else {"prepared_data"}  # unprepared stages keep their ids
 
 
 class TrainStageFile(_TrainingStageFile):
@@ -151,10 +151,10 @@ class MineStageFile(_StageFile):
 
 
 class DedupStageFile(_StageFile):
-    """One dataset's training queries against benchmark queries. `model` is carried only because every
-    stage file has one; it is inert here (mining's retriever already counts through `groups`)."""
+    """One dataset's training queries against benchmark queries; no model (mining's counts via `groups`)."""
 
     kind: Literal["dedup"] = "dedup"
+    model: ModelCard | None = None  # type: ignore[assignment]
     dataset: DatasetCard
     groups: Upstream | None = None  # the mine stage's query groups; None: the card's own query groups
     dataset_fingerprint: str | None = None  # of the card's own data when `groups` is None
@@ -163,7 +163,7 @@ class DedupStageFile(_StageFile):
     dedup: DedupSpec
 
     def inert_fields(self) -> set[str]:
-        return {"model", "model_weights", "seed"}
+        return {"seed"}  # nothing is drawn
 
     @property
     def groups_path(self) -> str:

@@ -40,7 +40,7 @@ class DedupOutcome:
 def benchmark_queries(cards: Sequence[BenchmarkCard]) -> list[BenchmarkQuery]:
     from tdro.retrieval.beir import load_beir
 
-    items = []
+    items: list[BenchmarkQuery] = []
     for card in cards:
         bench = load_beir(card.path, card.split, name=card.name)
         items.extend(BenchmarkQuery(card.name, q, text)
@@ -64,7 +64,8 @@ def _rows(path: Path) -> Iterator[tuple[str, bytes, str]]:
             except BadLine as exc:
                 raise UserError(f"{file}:{number}: {exc}") from None
             query_id = json.loads(text).get("query_id")
-            yield str(query_id) if query_id is not None else f"q{row}", text.rstrip("\r\n").encode(), group.query
+            name = str(query_id) if query_id is not None else f"q{row}"
+            yield name, text.rstrip("\r\n").encode(), group.query
             row += 1
 
 
