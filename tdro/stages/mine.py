@@ -34,14 +34,11 @@ def write_lines(path: Path, lines) -> int:
     return count
 
 
-def load_evaluator(card, *, batch_size: int, cache_dir: str | None, accelerator=None, show_progress=True):
-    """An `Evaluator` (encoder, cache, processes) of the retriever card, for mining."""
-    from tdro.modeling.source import resolve_model_path
+def load_evaluator(model, *, batch_size: int, cache_dir: str | None, accelerator=None, show_progress=True):
+    """An `Evaluator` (encoder, cache, processes) of a resolved retriever, for mining."""
     from tdro.retrieval.cache import EmbeddingCache
     from tdro.retrieval.evaluator import Evaluator, SearchSettings
-    from tdro.retrieval.model_folder import resolve_folder
 
-    model = resolve_folder(resolve_model_path(card.source), card=card)
     settings = SearchSettings([], batch_size=batch_size)
     return Evaluator.load(model, settings, cache=EmbeddingCache(cache_dir), accelerator=accelerator,
                           show_progress=show_progress)
@@ -58,8 +55,12 @@ def run(stage: MineStageFile) -> MineResult | None:
         raise UserError(f"{card.path}: the data changed since the stage was planned (fingerprint "
                         f"{found[:12]}, planned {stage.dataset_fingerprint[:12]}); plan again")
     data = read_source(card.source, card.resolved_path, card.split)
+    from tdro.modeling.source import resolve_model_path
+    from tdro.retrieval.model_folder import resolve_folder
+
     accelerator = make_accelerator(stage.resources)
-    evaluator = load_evaluator(stage.model, batch_size=stage.mine.batch_size, cache_dir=stage.cache_dir,
+    model = resolve_folder(resolve_model_path(stage.model.source), card=stage.model)
+    evaluator = load_evaluator(model, batch_size=stage.mine.batch_size, cache_dir=stage.cache_dir,
                                accelerator=accelerator)
     mined = mine(data, evaluator, stage.mine)
     accelerator.wait_for_everyone()
