@@ -102,3 +102,17 @@ def test_a_spec_without_prepare_keeps_its_ids(project: Path) -> None:
     reference = next(s for s in plan.stages if s.kind.value == "reference")
     assert "prepared_data" not in reference.identity
     assert all("source" not in card for card in reference.identity["datasets"])
+
+
+def test_query_groups_skip_mining_unless_asked(project: Path) -> None:
+    assert ids_by_kind(project).get("mine") and len(ids_by_kind(project)["mine"]) == 1  # pairs only
+    assert len(ids_by_kind(project, "prepare.datasets={alpha: {mine: true}}")["mine"]) == 2
+
+
+def test_a_per_dataset_override_changes_only_that_datasets_mining(project: Path) -> None:
+    base = build_plan(load(project))
+    other = build_plan(load(project, "prepare.datasets={pairs: {negatives: 5}}"))
+    (mine,) = [s for s in other.stages if s.kind.value == "mine"]
+    assert mine.stage_file.mine.negatives == 5 and mine.id not in {s.id for s in base.stages}
+    dedup_alpha = {s.id for s in base.stages if s.kind.value == "dedup" and not s.inputs}
+    assert dedup_alpha <= {s.id for s in other.stages}

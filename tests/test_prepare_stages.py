@@ -63,8 +63,9 @@ def test_mined_groups_draw_from_the_depth_window_and_never_a_positive(plan: Plan
 
 @pytest.mark.slow
 def test_the_preparation_view_says_what_happened(plan: Plan) -> None:
-    rows = run_sql(plan.catalog, "SELECT dataset, kind, rows_in, rows_out, empty_dropped, negatives_per_group, "
-                                 "duplicates_removed FROM preparation ORDER BY dataset, kind").rows
+    sql = ("SELECT dataset, kind, rows_in, rows_out, empty_dropped, negatives_per_group, duplicates_removed "
+           "FROM preparation ORDER BY dataset, kind")
+    rows = run_sql(plan.catalog, sql).rows
     assert rows == [("alpha", "dedup", 24, 24, None, None, 0), ("pairs", "dedup", 20, 20, None, None, 0),
                     ("pairs", "mine", 21, 20, 1, 3.0, None)]
 
