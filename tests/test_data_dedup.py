@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tdro.data.dedup import BenchmarkQuery, QueryIndex, fingerprint, hamming
+from tdro.data.dedup import BenchmarkQuery, QueryIndex, fingerprint, fingerprints, hamming, normalize
 from tdro.retrieval.beir import load_beir
 from tdro.spec.cards import BenchmarkCard, DatasetCard
 from tdro.spec.experiment import DedupSpec
@@ -109,3 +109,19 @@ def test_scifact_copies_with_char_edits_within_distance_2_are_found() -> None:
     assert hamming(fingerprint(edited), fingerprint(query)) <= 2  # precondition: a near copy by SimHash
     assert index.match(edited).item.query_id == bench.query_ids[4]
     assert index.match("what is the boiling point of water in the mountains") is None
+
+
+def varied_texts() -> list[str]:
+    import random
+
+    rng = random.Random(7)
+    alphabet = "abcdefghij klmnop_QRS,.!?0123 éü中文"
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 120))) for _ in range(300)]
+    return [*texts, "", "a", "ab_c", "!!!", "x" * 40, "q_" * 70]
+
+
+def test_fingerprints_equal_the_simhash_package_bit_for_bit() -> None:
+    from simhash import Simhash
+
+    texts = varied_texts()
+    assert [int(v) for v in fingerprints(texts, batch=64)] == [Simhash(normalize(t)).value for t in texts]

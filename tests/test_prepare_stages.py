@@ -11,6 +11,7 @@ import pytest
 from tdro.catalog.query import run_sql
 from tdro.plan.graph import Plan, build_plan
 from tdro.plan.runner import Runner
+from tdro.spec.stage_result import MineResult
 from tests.runner_project import load, write_project
 
 PREPARE = {"retriever": "tiny", "mine": {"negatives": 3, "depth": [1, 8], "top_k": 8}}
@@ -77,3 +78,18 @@ def test_mining_twice_gives_the_same_bytes(plan: Plan, tmp_path: Path) -> None:
     mine.folder.rename(tmp_path / "first-mine")
     run_prepare(plan)
     assert mined(plan) == first
+
+
+@pytest.mark.slow
+def test_two_processes_mine_what_one_mines(plan: Plan, tmp_path: Path) -> None:
+    other = tmp_path / "two"
+    two = build_plan(load(Path(plan.spec_path), "resources.processes=2", f"output.runs_dir={other}/runs",
+                          f"output.catalog={other}/catalog.duckdb"))
+    run_prepare(two)
+    mine = next(s for s in two.stages if s.kind.value == "mine")
+    assert MineResult.read(mine.folder).num_processes == 2
+    (groups_1, candidates_1), (groups_2, candidates_2) = mined(plan), mined(two)
+    assert groups_2 == groups_1
+    assert [c["doc_ids"] for c in candidates_2] == [c["doc_ids"] for c in candidates_1]
+    for one, two_ in zip(candidates_1, candidates_2, strict=True):
+        assert two_["scores"] == pytest.approx(one["scores"], abs=1e-5)

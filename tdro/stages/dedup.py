@@ -13,10 +13,11 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 from tdro import utf8
-from tdro.data.dedup import BenchmarkQuery, QueryIndex
+from tdro.data.dedup import BenchmarkQuery, QueryIndex, fingerprints
 from tdro.data.files import dataset_files
 from tdro.data.records import BadLine, decode_group
 from tdro.errors import UserError
@@ -69,20 +70,25 @@ def _rows(path: Path) -> Iterator[tuple[str, bytes, str]]:
             row += 1
 
 
+_BLOCK = 8192  # rows fingerprinted and matched together
+
+
 def dedup_lines(path: Path, index: QueryIndex, progress=None) -> DedupOutcome:
     """Split the query groups at `path` into kept lines and removed rows (see the module docstring)."""
     out = DedupOutcome()
-    for query_id, line, query in _rows(path):
-        match = index.match(query)
-        if match is None:
-            out.kept.append(line)
-        else:
-            out.removed.append(DedupMatch(
-                query_id=query_id, query=query, benchmark=match.item.benchmark,
-                test_query_id=match.item.query_id, test_query=match.item.query, distance=match.distance,
-            ))
+    rows = _rows(path)
+    while block := list(islice(rows, _BLOCK)):
+        matches = index.match_many(fingerprints([query for _, _, query in block]))
+        for (query_id, line, query), match in zip(block, matches, strict=True):
+            if match is None:
+                out.kept.append(line)
+            else:
+                out.removed.append(DedupMatch(
+                    query_id=query_id, query=query, benchmark=match.item.benchmark,
+                    test_query_id=match.item.query_id, test_query=match.item.query, distance=match.distance,
+                ))
         if progress is not None:
-            progress.update(1)
+            progress.update(len(block))
     return out
 
 
