@@ -12,7 +12,8 @@ their stage ids count, their paths do not. Input content enters as fingerprints 
 Stage outputs, all in `output_dir` (the runner launches into `runs/<kind>-<id12>.partial/` and renames it
 to `runs/<kind>-<id12>/` once `result.json` exists and the job exited 0). Jobs never open the catalog.
 What each kind writes (`result.json`, its files and parquet columns) is stated once, by the result models
-in `tdro.spec.stage_result` (`TrainResult`, `OptimizeResult`, `EvaluateResult`).
+in `tdro.spec.stage_result` (`TrainResult`, `OptimizeResult`, `EvaluateResult`, `MineResult`,
+`DedupResult`).
 A job exits 0 on success, 2 on a `UserError` (one line on stderr), anything else on a bug.
 """
 

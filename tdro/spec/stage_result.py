@@ -11,6 +11,10 @@ the catalog's DDL by a test. Paths inside a result are relative to the stage fol
 - `OptimizeResult` (`optimize`): `weights.json` (`tdro.weights_file.WeightsFile`), `trajectory.parquet`
   (`TRAJECTORY_COLUMNS`: one row per alpha update and dataset), alpha's diagnostics.
 - `EvaluateResult` (`evaluate`): one `BenchmarkRecord` per benchmark; `per_query/<benchmark>.parquet`.
+- `MineResult` (`mine`): `groups.jsonl` (query groups with mined negatives), `candidates.parquet`
+  (`CANDIDATE_COLUMNS`: each query's ranked top-k doc ids and scores) and the counts of what was dropped.
+- `DedupResult` (`dedup`): `groups.jsonl` (the rows kept, verbatim), `removed.jsonl` (one `DedupMatch`
+  per removed row: the training query and the test query it matched).
 Torch-free: the control plane imports it.
 """
 
