@@ -32,6 +32,8 @@ def log_stage(plan: Plan, stage: Stage, lock_timeout: float) -> None:
                        "ORDER BY step DESC LIMIT 1", [sid], timeout=lock_timeout)
         if last.rows:
             summary.update({keys.STEPS: last.rows[0][0], keys.FINAL_LOSS: last.rows[0][1]})
+    elif stage.kind in (StageKind.mine, StageKind.dedup):
+        pass  # their counts are in the catalog's `preparation` view; the run gets its id and arms only
     else:
         metrics = run_sql(plan.catalog, "SELECT benchmark, metric, value FROM eval_metrics "
                           "WHERE stage_id = ? ORDER BY benchmark, metric", [sid], timeout=lock_timeout)
