@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tdro.enums import Pooling
+
 app = typer.Typer(help="Training data: validate, mine negatives, deduplicate; write the demo collection.",
                   no_args_is_help=True)
 
@@ -98,8 +100,8 @@ def mine(
     false_negative_margin: Annotated[float | None, typer.Option(
         help="Drop candidates above this fraction of the positive's score.")] = None,
     batch_size: Annotated[int, typer.Option(help="Encoding batch size.")] = 128,
-    pooling: Annotated[str | None, typer.Option(
-        help="Pooling (mean|cls|last_token) when the model folder does not say.")] = None,
+    pooling: Annotated[Pooling | None, typer.Option(
+        help="Pooling when the model folder does not say.")] = None,
 ) -> None:
     """Mine hard negatives for SOURCE with RETRIEVER, as the mine stage does; write OUT and its candidates."""
     from tdro.data.miner import mine as mine_data
