@@ -116,3 +116,17 @@ def test_a_per_dataset_override_changes_only_that_datasets_mining(project: Path)
     assert mine.stage_file.mine.negatives == 5 and mine.id not in {s.id for s in base.stages}
     dedup_alpha = {s.id for s in base.stages if s.kind.value == "dedup" and not s.inputs}
     assert dedup_alpha <= {s.id for s in other.stages}
+
+
+def test_a_beir_split_is_mined_and_its_split_counts(project: Path) -> None:
+    registry = project.parent / "registry"
+    card = {"name": "tiny_train", "path": str(project.parent / "bench" / "tiny"), "source": "beir",
+            "split": "dev", "instructions": ["Find the document"]}
+    (registry / "datasets" / "tiny_train.yaml").write_text(yaml.safe_dump(card))
+    dev = build_plan(load(project, "datasets=[tiny_train]"))
+    (mine,) = [s for s in dev.stages if s.kind.value == "mine"]
+    assert mine.stage_file.dataset.split == "dev"
+    (registry / "datasets" / "tiny_train.yaml").write_text(yaml.safe_dump({**card, "split": "test"}))
+    test = build_plan(load(project, "datasets=[tiny_train]"))
+    (other,) = [s for s in test.stages if s.kind.value == "mine"]
+    assert other.stage_file.dataset_fingerprint != mine.stage_file.dataset_fingerprint
