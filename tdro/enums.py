@@ -113,6 +113,16 @@ class StageKind(StrEnum):
     optimize = "optimize"
     train = "train"
     evaluate = "evaluate"
+    mine = "mine"  # hard negatives for one dataset, upstream of stage 0
+    dedup = "dedup"  # drop training queries that match benchmark queries, after mining
+
+
+class DataSource(StrEnum):
+    """What a dataset card's path holds (`tdro.data.sources` reads the last two)."""
+
+    groups = "groups"  # query-group JSONL (`tdro.data.records`): trained on as it is
+    pairs = "pairs"  # (query, positive) JSONL in the reference's and sentence-transformers' shapes
+    beir = "beir"  # a BEIR folder and a split: positives from qrels/<split>.tsv
 
 
 class BenchmarkKind(StrEnum):

@@ -21,15 +21,18 @@ VIEW_COLUMNS = {
     "weights": ["experiment", "arm", "measure", "source", "dataset", "weight", "stage_id"],
     "trajectory": ["experiment", "arm", "measure", "step", "dataset", "alpha", "group_measure", "proxy_loss",
                    "ref_loss"],
+    "preparation": ["experiment", "arm", "dataset", "kind", "rows_in", "rows_out", "empty_dropped",
+                    "no_candidates_dropped", "short_groups", "negatives_per_group", "false_negatives_removed",
+                    "duplicates_removed", "retriever", "params", "stage_id"],
 }
 
 
 def test_migrations_and_views(tmp_path: Path) -> None:
     path = tmp_path / "c.duckdb"
     with open_catalog(path) as con:
-        assert current_version(con) == SCHEMA_VERSION == 2
+        assert current_version(con) == SCHEMA_VERSION == 3
     with open_catalog(path) as con:  # opening again applies nothing twice
-        assert con.execute("SELECT count(*) FROM schema_version").fetchone() == (2,)
+        assert con.execute("SELECT count(*) FROM schema_version").fetchone() == (SCHEMA_VERSION,)
     for view, columns in VIEW_COLUMNS.items():
         assert run_sql(path, f"SELECT * FROM {view}").columns == columns
 

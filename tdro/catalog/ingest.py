@@ -17,19 +17,25 @@ import duckdb
 
 from tdro.spec.stage_result import (
     RESULT_FILE,
+    DedupMatch,
+    DedupResult,
     EvaluateResult,
+    MineResult,
     OptimizeResult,
     TrainResult,
     read_result,
 )
 from tdro.weights_file import WeightsFile
 
-STAGE_TABLES = ("mixture_weights", "trajectory_rows", "train_metrics", "eval_metrics")
+STAGE_TABLES = ("mixture_weights", "trajectory_rows", "train_metrics", "eval_metrics", "prepare_rows",
+                "duplicates")
 # Each stage table holds `stage_id` plus the columns of the file it comes from (checked by a test).
 TABLE_COLUMNS = {
     "train_metrics": TrainResult.METRIC_COLUMNS,
     "trajectory_rows": OptimizeResult.TRAJECTORY_COLUMNS,
+    "duplicates": tuple(DedupMatch.model_fields),
 }
+AnyResult = TrainResult | OptimizeResult | EvaluateResult | MineResult | DedupResult
 WEIGHT_SOURCES = ("initial", "curr", "mean", "ema")
 _FIXED_ARM_COLUMNS = {"experiment", "arm", "assignments", "spec", "base_model"}
 
@@ -168,7 +174,7 @@ def _delete_stage(con: duckdb.DuckDBPyConnection, stage_id: str) -> None:
 
 def _insert_stage_row(
     con: duckdb.DuckDBPyConnection, record: StageRecord, status: str,
-    result: TrainResult | OptimizeResult | EvaluateResult | None,
+    result: AnyResult | None,
 ) -> None:
     if result is not None:
         seconds: float | None = result.wall_seconds
@@ -215,6 +221,32 @@ def _insert_optimize(
     _insert_parquet(con, "trajectory_rows", stage_id, folder / result.trajectory_file)
 
 
+def _insert_prepare(
+    con: duckdb.DuckDBPyConnection, record: StageRecord, folder: Path, result: MineResult | DedupResult
+) -> None:
+    """One `prepare_rows` row; a dedup stage's removed rows into `duplicates`."""
+    if isinstance(result, MineResult):
+        counts = [result.empty_dropped, result.no_candidates_dropped, result.short_groups,
+                  result.negatives_total, result.false_negatives_removed, None]
+        retriever, params = record.identity.get("model_weights"), record.identity.get("mine")
+    else:
+        counts = [None, None, None, None, None, result.removed]
+        retriever, params = None, {**record.identity.get("dedup", {}), "benchmarks": result.benchmarks}
+    con.execute(
+        "INSERT INTO prepare_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [record.stage_id, result.kind, result.dataset, result.rows_in, result.rows_out, *counts, retriever,
+         json.dumps(params)],
+    )
+    if isinstance(result, DedupResult):
+        columns = TABLE_COLUMNS["duplicates"]
+        with (folder / result.removed_file).open() as handle:
+            rows = [[record.stage_id, *DedupMatch.model_validate_json(line).model_dump().values()]
+                    for line in handle if line.strip()]
+        if rows:
+            con.executemany(f"INSERT INTO duplicates (stage_id, {', '.join(columns)}) "
+                            f"VALUES ({', '.join('?' for _ in range(len(columns) + 1))})", rows)
+
+
 def _insert_evaluate(con: duckdb.DuckDBPyConnection, stage_id: str, result: EvaluateResult) -> None:
     """One row per metric of each benchmark (language: the record's), and for answer_recall one per
     language and metric as well."""
@@ -232,9 +264,7 @@ def _insert_evaluate(con: duckdb.DuckDBPyConnection, stage_id: str, result: Eval
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
-def ingest_stage(
-    con: duckdb.DuckDBPyConnection, record: StageRecord
-) -> TrainResult | OptimizeResult | EvaluateResult:
+def ingest_stage(con: duckdb.DuckDBPyConnection, record: StageRecord) -> AnyResult:
     """Replace everything the catalog holds about this stage with what its complete folder holds."""
     folder = record.folder
     try:
@@ -257,8 +287,10 @@ def ingest_stage(
         _insert_train(con, record.stage_id, folder, result)
     elif isinstance(result, OptimizeResult):
         _insert_optimize(con, record.stage_id, folder, result)
-    else:
+    elif isinstance(result, EvaluateResult):
         _insert_evaluate(con, record.stage_id, result)
+    else:
+        _insert_prepare(con, record, folder, result)
     return result
 
 

@@ -18,7 +18,12 @@ Tables (one concept each; `stage_id` is the full 64-hex stage id):
   checks the DDL below against those tuples); `eval_metrics(stage_id, benchmark, split, metric, value,
   num_queries, num_docs, top_k, ignore_identical_ids, kind, benchmark_group, language)`: one row per
   `BenchmarkRecord` metric, and for answer_recall also per language (version 2 added the last three).
-Views (the public surface): `results`, `group_results`, `weights`, `trajectory` — see `VIEWS`.
+- `prepare_rows(stage_id, kind, dataset, rows_in, rows_out, empty_dropped, no_candidates_dropped,
+  short_groups, negatives_total, false_negatives_removed, duplicates_removed, retriever, params)`: one
+  row per mine or dedup stage (`MineResult`, `DedupResult`; a count a kind does not make is NULL; v3);
+  `duplicates(stage_id, <DedupMatch's fields>)`: each training row dedup removed, with its test query.
+Views (the public surface): `results`, `group_results`, `weights`, `trajectory`, `preparation` — see
+`VIEWS`.
 """
 
 from __future__ import annotations
@@ -81,8 +86,25 @@ def _v2(con: duckdb.DuckDBPyConnection) -> None:
         ALTER TABLE eval_metrics ADD COLUMN benchmark_group VARCHAR;
         ALTER TABLE eval_metrics ADD COLUMN language VARCHAR;
     """)
-    for sql in VIEWS.values():
-        con.execute(sql)
+    for view in ("results", "group_results"):  # the views version 2 changed or added
+        con.execute(VIEWS[view])
+
+
+def _v3(con: duckdb.DuckDBPyConnection) -> None:
+    """Data preparation: what each mine and dedup stage did (`prepare_rows`, `duplicates`, `preparation`)."""
+    con.execute("""
+        CREATE TABLE prepare_rows (
+            stage_id VARCHAR NOT NULL, kind VARCHAR NOT NULL, dataset VARCHAR NOT NULL, rows_in BIGINT,
+            rows_out BIGINT, empty_dropped BIGINT, no_candidates_dropped BIGINT, short_groups BIGINT,
+            negatives_total BIGINT, false_negatives_removed BIGINT, duplicates_removed BIGINT,
+            retriever VARCHAR, params JSON
+        );
+        CREATE TABLE duplicates (
+            stage_id VARCHAR NOT NULL, query_id VARCHAR, query VARCHAR, benchmark VARCHAR,
+            test_query_id VARCHAR, test_query VARCHAR, distance BIGINT
+        );
+    """)
+    con.execute(VIEWS["preparation"])
 
 
 # The views as version 1 made them (a released migration never changes; `VIEWS` is the current set).
@@ -134,11 +156,22 @@ VIEWS: dict[str, str] = {
         FROM trajectory_rows t
         JOIN stage_arms sa ON sa.stage_id = t.stage_id
     """,
+    # "What did preparation do to my data": one row per arm, dataset and prepare stage, in graph order.
+    "preparation": """
+        CREATE OR REPLACE VIEW preparation AS
+        SELECT sa.experiment, sa.arm, p.dataset, p.kind, p.rows_in, p.rows_out, p.empty_dropped,
+               p.no_candidates_dropped, p.short_groups,
+               CASE WHEN p.rows_out > 0 THEN p.negatives_total / p.rows_out END AS negatives_per_group,
+               p.false_negatives_removed, p.duplicates_removed, p.retriever, p.params, p.stage_id
+        FROM prepare_rows p
+        JOIN stage_arms sa ON sa.stage_id = p.stage_id
+        ORDER BY sa.experiment, sa.arm, p.dataset, CASE p.kind WHEN 'mine' THEN 0 ELSE 1 END
+    """,
 }
 _V1_VIEWS["weights"], _V1_VIEWS["trajectory"] = VIEWS["weights"], VIEWS["trajectory"]
 
 # Append-only: version i+1 is MIGRATIONS[i]. Never edit a released migration; add one.
-MIGRATIONS: list[Migration] = [_v1, _v2]
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

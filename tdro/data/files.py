@@ -4,6 +4,7 @@ Contract (stdlib only, so the control plane may import it):
 - `dataset_files(path)`: a file is the dataset; a folder's dataset is its `*.jsonl` files directly inside
   it, sorted by name (the order the reader reads them). Nothing else in the folder counts: a stray
   `x.jsonl.bak` or a subfolder `old/` is not data.
+- `source_files(path, split)`: the same, or with a BEIR `split` its corpus, queries and qrels files.
 - `fingerprint(content_hashes)`: the sha256 over the files' content hashes in reading order. File names
   and paths do not enter, so renaming a file, or moving the data, keeps every stage id; reordering the
   files changes it, because the reader's row order (and so the sampling) changes with it.
@@ -37,6 +38,22 @@ def dataset_files(path: Path) -> list[Path]:
             raise UserError(f"{path}: folder holds no *{DATA_SUFFIX} files")
         return files
     raise UserError(f"{path}: no such file or folder")
+
+
+def beir_split_files(root: Path, split: str) -> list[Path]:
+    """The files one BEIR split is, in a fixed order: corpus, queries, the split's qrels."""
+    return [root / "corpus.jsonl", root / "queries.jsonl", root / "qrels" / f"{split}.tsv"]
+
+
+def source_files(path: Path, split: str | None = None) -> list[Path]:
+    """The files of a dataset source: a BEIR split's (when `split` is given) or `dataset_files(path)`."""
+    if split is None:
+        return dataset_files(path)
+    files = beir_split_files(path, split)
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise UserError(*(f"{m}: no such file" for m in missing))
+    return files
 
 
 def is_blank(path: Path) -> bool:
@@ -83,8 +100,8 @@ class FingerprintCache:
         self._dirty = True
         return digest
 
-    def dataset_fingerprint(self, path: Path) -> str:
-        return fingerprint([self.file_hash(f) for f in dataset_files(path)])
+    def dataset_fingerprint(self, path: Path, split: str | None = None) -> str:
+        return fingerprint([self.file_hash(f) for f in source_files(path, split)])
 
     def save(self) -> None:
         if not (self.path and self._dirty):

@@ -1,6 +1,13 @@
 """The stage graph of an experiment: per arm, reference -> optimize -> train (one per transfer), and an
 evaluate stage for the reference model and every trained model; equal stages are shared between arms.
 
+With a `prepare` section, each dataset that needs negatives (a pairs or BEIR source, or any dataset
+whose override asks) gets a `mine` stage (retriever `prepare.retriever`), and each dataset a `dedup`
+stage against the benchmarks (`prepare.dedup.benchmarks`, else the arm's); the training stages then read
+the last of them (`prepared_data`, an `Upstream`; the card's path points at its groups file). Dedup does
+not depend on the retriever, mining not on the benchmarks, so each changes only what follows it.
+A pairs or BEIR source without a `prepare` section is refused: it has no negatives to train on.
+
 Each stage is built once, as the stage file its job receives; its id is that file's hash
 (`tdro.spec.identity`), and its inputs are the `Upstream` references inside it. So what is hashed and
 what runs cannot drift apart, and a new stage-file field counts toward the id unless the model marks it
@@ -21,23 +28,27 @@ from typing import Any
 from tdro.catalog.ingest import ArmRecord, DatasetRecord, StageLink
 from tdro.data.demo import write_demo_collection
 from tdro.data.files import FINGERPRINT_CACHE_FILE, FingerprintCache
-from tdro.enums import StageKind, TransferMode
+from tdro.enums import DataSource, StageKind, TransferMode
 from tdro.errors import UserError
 from tdro.plan.fingerprint import benchmark_fingerprint, dataset_fingerprint, model_identity
 from tdro.spec.cards import BenchmarkCard, DatasetCard, ModelCard
-from tdro.spec.experiment import ResourcesSpec, TrackingSpec
+from tdro.spec.experiment import PrepareSpec, ResourcesSpec, TrackingSpec
 from tdro.spec.identity import stage_id
 from tdro.spec.load import Arm, Experiment
+from tdro.spec.registry import Registry
 from tdro.spec.stage_file import (
     MODEL_DIR,
     RESULT_FILE,
+    DedupStageFile,
     EvaluateStageFile,
+    MineStageFile,
     Mixture,
     OptimizeStageFile,
     StageFileT,
     TrainStageFile,
     Upstream,
 )
+from tdro.spec.stage_result import DedupResult, MineResult
 from tdro.weights_file import WEIGHTS_FILE
 
 BASELINE = "baseline"
@@ -150,10 +161,21 @@ def ensure_generated(datasets: list[DatasetCard], benchmarks: list[BenchmarkCard
         write_demo_collection(root)
 
 
+def _source_fingerprint(card: DatasetCard, cache: FingerprintCache) -> str:
+    """The fingerprint of a dataset's files: a BEIR source's are its split's corpus, queries and qrels."""
+    if card.source is not DataSource.beir:
+        return dataset_fingerprint(card, cache)
+    try:
+        return cache.dataset_fingerprint(card.resolved_path, card.split)
+    except UserError as exc:
+        raise UserError(*(f"dataset {card.name}: {p}" for p in exc.problems)) from None
+
+
 class _Builder:
-    def __init__(self, runs_dir: Path, experiment: str) -> None:
+    def __init__(self, runs_dir: Path, experiment: str, registry: Registry | None = None) -> None:
         self.runs_dir = runs_dir
         self.experiment = experiment
+        self.registry = registry
         self.cache = FingerprintCache(runs_dir / FINGERPRINT_CACHE_FILE)
         self.stages: dict[str, Stage] = {}
         self.datasets: dict[tuple[str, str], DatasetRecord] = {}
@@ -174,9 +196,71 @@ class _Builder:
             self.stages[sid] = Stage(job_file, self.runs_dir)
         return self.stages[sid]
 
+    def retriever(self, prepare: PrepareSpec, dataset: str) -> ModelCard:
+        if isinstance(prepare.retriever, ModelCard):
+            return prepare.retriever
+        if prepare.retriever is None:
+            raise UserError(f"prepare.retriever: needed to mine dataset {dataset} (a model card name)")
+        if self.registry is None:
+            raise UserError("prepare.retriever: no registry to look the model card up in")
+        try:
+            return self.registry.model(prepare.retriever)
+        except UserError as exc:
+            raise UserError(f"prepare.retriever: {exc.problems[0]}") from None
+
+    def dedup_benchmarks(self, prepare: PrepareSpec, arm: Arm) -> list[BenchmarkCard]:
+        if prepare.dedup.benchmarks is None:
+            return list(arm.benchmarks)
+        if self.registry is None:
+            raise UserError("prepare.dedup.benchmarks: no registry to look the benchmark cards up in")
+        cards = []
+        for name in prepare.dedup.benchmarks:
+            try:
+                cards.append(self.registry.benchmark(name))
+            except UserError as exc:
+                raise UserError(f"prepare.dedup.benchmarks: {exc.problems[0]}") from None
+        return cards
+
+    def prepare(
+        self, arm: Arm, card: DatasetCard, fingerprint: str, common: dict[str, Any]
+    ) -> Upstream | None:
+        """The mine and dedup stages of one dataset; the query groups training reads, or None (the card's)."""
+        prepare = arm.spec.prepare
+        if prepare is None:
+            if card.source is not DataSource.groups:
+                raise UserError(f"dataset {card.name}: source {card.source.value} has no negatives; add a "
+                                "prepare section (prepare.retriever) to mine them")
+            return None
+        data: Upstream | None = None
+        if prepare.mines(card.name, has_negatives=card.source is DataSource.groups):
+            retriever = self.retriever(prepare, card.name)
+            mine_spec = prepare.mine_spec(card.name)
+            mine = self.make(MineStageFile(
+                **{**common, "seed": mine_spec.seed, "model": retriever,
+                   "model_weights": self.model_weights(retriever)},
+                dataset=card, dataset_fingerprint=fingerprint, mine=mine_spec,
+                cache_dir=str(self.runs_dir / EMBEDDING_CACHE),
+            ))
+            mine.add_link(StageLink(mine.id, arm.name, None, None))
+            data = mine.output(MineResult.DATA_FILE)
+        elif card.source is not DataSource.groups:
+            raise UserError(f"prepare.datasets.{card.name}.mine: a {card.source.value} source must be mined")
+        benchmarks = self.dedup_benchmarks(prepare, arm)
+        if prepare.dedups(card.name) and benchmarks:
+            dedup = self.make(DedupStageFile(
+                # one process, no model
+                **{**common, "resources": ResourcesSpec(), "model": None, "model_weights": None},
+                dataset=card, groups=data, dataset_fingerprint=None if data else fingerprint,
+                benchmarks=benchmarks, dedup=prepare.dedup,
+                benchmark_fingerprints={c.name: benchmark_fingerprint(c, self.cache) for c in benchmarks},
+            ))
+            dedup.add_link(StageLink(dedup.id, arm.name, None, None))
+            data = dedup.output(DedupResult.DATA_FILE)
+        return data
+
     def arm(self, arm: Arm) -> None:
         spec = arm.spec
-        fingerprints = {card.name: dataset_fingerprint(card, self.cache) for card in arm.datasets}
+        fingerprints = {card.name: _source_fingerprint(card, self.cache) for card in arm.datasets}
         for card in arm.datasets:
             record = DatasetRecord(card.name, fingerprints[card.name], str(card.resolved_path), card.language,
                                    card.category, card.symmetric)
@@ -186,7 +270,14 @@ class _Builder:
             "model_weights": self.model_weights(arm.model), "resources": spec.resources,
             "tracking": spec.tracking, "tracking_config": spec.model_dump(mode="json"),
         }
-        training = {**common, "datasets": arm.datasets, "dataset_fingerprints": fingerprints,
+        prepared = {card.name: data for card in arm.datasets
+                    if (data := self.prepare(arm, card, fingerprints[card.name], common)) is not None}
+        # A prepared dataset's card points at its prepared groups; that stage's id stands for its content.
+        datasets = [card.model_copy(update={"path": prepared[card.name].path, "source": DataSource.groups,
+                                            "split": None}) if card.name in prepared else card
+                    for card in arm.datasets]
+        training = {**common, "datasets": datasets, "prepared_data": prepared,
+                    "dataset_fingerprints": {n: f for n, f in fingerprints.items() if n not in prepared},
                     "data": spec.data}
         measure = spec.dro.measure.value
 
@@ -231,7 +322,7 @@ def build_plan(experiment: Experiment, *, catalog: str | Path | None = None) -> 
     """The stage graph of every arm, shared stages merged, in an order where inputs come first."""
     spec = experiment.spec
     runs_dir = Path(spec.output.runs_dir).expanduser().resolve()
-    builder = _Builder(runs_dir, spec.name)
+    builder = _Builder(runs_dir, spec.name, getattr(experiment, "registry", None))
     arms: list[ArmRecord] = []
     for arm in experiment.arms:
         ensure_generated(arm.datasets, arm.benchmarks)
@@ -254,7 +345,8 @@ def build_plan(experiment: Experiment, *, catalog: str | Path | None = None) -> 
     )
 
 
-_KIND_ORDER = {StageKind.reference: 0, StageKind.optimize: 1, StageKind.train: 2, StageKind.evaluate: 3}
+_KIND_ORDER = {StageKind.mine: 0, StageKind.dedup: 1, StageKind.reference: 2, StageKind.optimize: 3,
+               StageKind.train: 4, StageKind.evaluate: 5}
 
 
 def _topological(stages: dict[str, Stage]) -> list[Stage]:

@@ -29,6 +29,8 @@ STAGE_MODULES = {
     StageKind.train: "tdro.stages.train",
     StageKind.optimize: "tdro.stages.optimize",
     StageKind.evaluate: "tdro.stages.evaluate",
+    StageKind.mine: "tdro.stages.mine",
+    StageKind.dedup: "tdro.stages.dedup",
 }
 ACCELERATE_CONFIG = "accelerate.yaml"
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tdro.enums import BenchmarkKind, DataFormat, ModelFormat
+from tdro.enums import BenchmarkKind, DataFormat, DataSource, ModelFormat
 from tdro.spec.identity import RUN_ONLY
 from tdro.spec.retriever import LoadSettings, RetrieverConfig
 
@@ -25,6 +25,9 @@ class DatasetCard(_Card):
     name: str  # keys the mixture and alpha, so it counts toward stage ids
     path: Annotated[str, RUN_ONLY]  # a JSONL file, or a folder of JSONL files read as one dataset
     format: DataFormat = DataFormat.jsonl
+    # query groups (trained on as they are), pairs or a BEIR folder (mined first: tdro.data.sources)
+    source: DataSource = DataSource.groups
+    split: str | None = None  # the BEIR split whose qrels give the positives (source beir only)
     language: str = "en"
     category: str = "general"
     symmetric: bool = False
@@ -33,6 +36,18 @@ class DatasetCard(_Card):
     size: Annotated[int | None, RUN_ONLY] = Field(None, gt=0)
     # Name of the generator that can (re)create this dataset, e.g. "demo"; a missing path is then fine.
     generated_by: Annotated[str | None, RUN_ONLY] = None
+
+    @model_validator(mode="after")
+    def _split_for_beir(self) -> DatasetCard:
+        if self.source is DataSource.beir and not self.split:
+            raise ValueError("source beir needs a split (e.g. split: train)")
+        if self.source is not DataSource.beir and self.split is not None:
+            raise ValueError("split is for source beir only")
+        return self
+
+    def inert_fields(self) -> set[str]:
+        # Query-group cards keep the ids they had before sources existed.
+        return {"source", "split"} if self.source is DataSource.groups else set()
 
     @property
     def resolved_path(self) -> Path:

@@ -229,6 +229,76 @@ class DataSpec(_Section):
     skip_bad_lines: bool = False  # otherwise a malformed training line stops the stage
 
 
+class MineSpec(_Section):
+    """Hard-negative mining of one dataset (reference §6.1: candidates from ranks [2, 100) of the top 100,
+    16 drawn at random with seed 42). Draws are seeded per query, so processes and threads do not matter."""
+
+    depth: tuple[int, int] = (2, 100)  # candidate ranks [start, end) of the retriever's ranking
+    top_k: int = Field(100, ge=1)  # ranking depth searched and kept beside the groups
+    negatives: int = Field(16, ge=1)
+    seed: int = 42
+    # TopK-PercPos: drop candidates scoring above this fraction of the (lowest) positive's score
+    false_negative_margin: float | None = Field(None, gt=0, le=1)
+    batch_size: Annotated[int, RUN_ONLY] = Field(128, ge=1)
+    chunk_size: Annotated[int, RUN_ONLY] = Field(100_000, ge=1)
+
+    @model_validator(mode="after")
+    def _depth(self) -> MineSpec:
+        start, end = self.depth
+        if not 0 <= start < end <= self.top_k:
+            raise ValueError(f"depth [{start}, {end}) must satisfy 0 <= start < end <= top_k ({self.top_k})")
+        return self
+
+
+class DedupSpec(_Section):
+    """Test-set deduplication (reference §6.2): SimHash 64-bit of each training query; a query within
+    Hamming distance `max_distance` of any test query is removed."""
+
+    enabled: bool = True
+    max_distance: int = Field(2, ge=0, le=8)
+    benchmarks: list[str] | None = None  # benchmark card names; None: every benchmark the arm evaluates
+
+
+class DatasetPrepareSpec(_Section):
+    """Per-dataset overrides of the `prepare` section."""
+
+    mine: bool | None = None  # None: mine pairs and BEIR sources only; True: re-mine query groups too
+    negatives: int | None = Field(None, ge=1)
+    depth: tuple[int, int] | None = None
+    false_negative_margin: float | None = Field(None, gt=0, le=1)
+    dedup: bool | None = None
+
+
+class PrepareSpec(_Section):
+    """Data preparation before stage 0: `mine` per dataset that needs negatives, then `dedup`."""
+
+    retriever: str | ModelCard | None = None  # model card name or inline card; needed when anything is mined
+    mine: MineSpec = MineSpec()
+    dedup: DedupSpec = DedupSpec()
+    datasets: dict[str, DatasetPrepareSpec] = Field(default_factory=dict)
+
+    def mine_spec(self, dataset: str) -> MineSpec:
+        """The mining parameters of `dataset`: the section's, with its overrides applied."""
+        override = self.datasets.get(dataset)
+        if override is None:
+            return self.mine
+        changes = override.model_dump(include={"negatives", "depth", "false_negative_margin"},
+                                      exclude_none=True)
+        return MineSpec.model_validate({**self.mine.model_dump(), **changes})
+
+    def mines(self, dataset: str, has_negatives: bool) -> bool:
+        override = self.datasets.get(dataset)
+        if override is not None and override.mine is not None:
+            return override.mine
+        return not has_negatives
+
+    def dedups(self, dataset: str) -> bool:
+        override = self.datasets.get(dataset)
+        if override is not None and override.dedup is not None:
+            return override.dedup
+        return self.dedup.enabled
+
+
 class ExperimentSpec(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     seed: int = 42
@@ -241,6 +311,7 @@ class ExperimentSpec(_Section):
         default_factory=lambda: [TransferSpec(mode=TransferMode.top_percent, percent=70)]
     )
     evaluate: EvaluateSpec = EvaluateSpec()
+    prepare: PrepareSpec | None = None  # mining and dedup before stage 0; None: datasets are used as they are
     sweep: SweepSpec | None = None
     resources: ResourcesSpec = ResourcesSpec()
     tracking: TrackingSpec = TrackingSpec()

@@ -12,7 +12,8 @@ their stage ids count, their paths do not. Input content enters as fingerprints 
 Stage outputs, all in `output_dir` (the runner launches into `runs/<kind>-<id12>.partial/` and renames it
 to `runs/<kind>-<id12>/` once `result.json` exists and the job exited 0). Jobs never open the catalog.
 What each kind writes (`result.json`, its files and parquet columns) is stated once, by the result models
-in `tdro.spec.stage_result` (`TrainResult`, `OptimizeResult`, `EvaluateResult`).
+in `tdro.spec.stage_result` (`TrainResult`, `OptimizeResult`, `EvaluateResult`, `MineResult`,
+`DedupResult`).
 A job exits 0 on success, 2 on a `UserError` (one line on stderr), anything else on a bug.
 """
 
@@ -26,8 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from tdro.spec.cards import BenchmarkCard, DatasetCard, ModelCard
 from tdro.spec.experiment import (
     DataSpec,
+    DedupSpec,
     DroSpec,
     EvaluateSpec,
+    MineSpec,
     ResourcesSpec,
     TrackingSpec,
     TrainSpec,
@@ -98,9 +101,15 @@ class _StageFile(BaseModel):
 
 
 class _TrainingStageFile(_StageFile):
-    datasets: list[DatasetCard]
+    datasets: list[DatasetCard]  # a prepared dataset's card points at its prepared file (run-only path)
     dataset_fingerprints: dict[str, str] = Field(default_factory=dict)  # name -> tdro.data.files fingerprint
+    # name -> the mine or dedup stage's query groups, for datasets prepared in the graph (their data is
+    # that stage's output, so its id stands in for a fingerprint)
+    prepared_data: dict[str, Upstream] = Field(default_factory=dict)
     data: DataSpec = DataSpec()
+
+    def inert_fields(self) -> set[str]:
+        return set() if self.prepared_data else {"prepared_data"}  # unprepared stages keep their ids
 
 
 class TrainStageFile(_TrainingStageFile):
@@ -133,7 +142,37 @@ class EvaluateStageFile(_StageFile):
         return self.model_under_test.path
 
 
-StageFileT = TrainStageFile | OptimizeStageFile | EvaluateStageFile
+class MineStageFile(_StageFile):
+    """Hard negatives for one dataset; `model` is the retriever that ranks the corpus."""
+
+    kind: Literal["mine"] = "mine"
+    dataset: DatasetCard  # source pairs or beir (or groups, re-mined on request)
+    dataset_fingerprint: str
+    mine: MineSpec
+    cache_dir: Annotated[str | None, RUN_ONLY] = None  # the embedding cache shared with evaluate stages
+
+
+class DedupStageFile(_StageFile):
+    """One dataset's training queries against benchmark queries; no model (mining's counts via `groups`)."""
+
+    kind: Literal["dedup"] = "dedup"
+    model: ModelCard | None = None  # type: ignore[assignment]
+    dataset: DatasetCard
+    groups: Upstream | None = None  # the mine stage's query groups; None: the card's own query groups
+    dataset_fingerprint: str | None = None  # of the card's own data when `groups` is None
+    benchmarks: list[BenchmarkCard]
+    benchmark_fingerprints: dict[str, str] = Field(default_factory=dict)
+    dedup: DedupSpec
+
+    def inert_fields(self) -> set[str]:
+        return {"seed"}  # nothing is drawn
+
+    @property
+    def groups_path(self) -> str:
+        return self.groups.path if self.groups else str(self.dataset.resolved_path)
+
+
+StageFileT = TrainStageFile | OptimizeStageFile | EvaluateStageFile | MineStageFile | DedupStageFile
 StageFile = Annotated[StageFileT, Field(discriminator="kind")]
 
 

@@ -12,6 +12,10 @@ the catalog's DDL by a test. Paths inside a result are relative to the stage fol
   (`TRAJECTORY_COLUMNS`: one row per alpha update and dataset), alpha's diagnostics.
 - `EvaluateResult` (`evaluate`): one `BenchmarkRecord` per benchmark (any kind);
   `per_query/<benchmark>.parquet` (retrieval; answer_recall with query ids `<language>/<id>`).
+- `MineResult` (`mine`): `groups.jsonl` (query groups with mined negatives), `candidates.parquet`
+  (`CANDIDATE_COLUMNS`: each query's ranked top-k doc ids and scores) and the counts of what was dropped.
+- `DedupResult` (`dedup`): `groups.jsonl` (the rows kept, verbatim), `removed.jsonl` (one `DedupMatch`
+  per removed row: the training query and the test query it matched).
 Torch-free: the control plane imports it.
 """
 
@@ -136,10 +140,61 @@ class EvaluateResult(_StageResult):
         return f"{cls.PER_QUERY_FOLDER}/{benchmark}.parquet"
 
 
-StageResult = Annotated[TrainResult | OptimizeResult | EvaluateResult, Field(discriminator="kind")]
-_ADAPTER: TypeAdapter[TrainResult | OptimizeResult | EvaluateResult] = TypeAdapter(StageResult)
+class MineResult(_StageResult):
+    """Mined query groups (the training format) and each query's ranked candidates."""
+
+    DATA_FILE: ClassVar[str] = "groups.jsonl"
+    CANDIDATES_FILE: ClassVar[str] = "candidates.parquet"
+    CANDIDATE_COLUMNS: ClassVar[tuple[str, ...]] = ("query_id", "doc_ids", "scores")
+
+    kind: Literal["mine"] = "mine"
+    dataset: str
+    data_file: str = DATA_FILE
+    candidates_file: str = CANDIDATES_FILE
+    rows_in: int  # rows read from the source
+    rows_out: int  # query groups written
+    corpus_size: int
+    empty_dropped: int  # rows without a non-empty query or positive
+    no_candidates_dropped: int  # queries whose candidate ranks held nothing but positives
+    short_groups: int  # queries kept with fewer negatives than asked
+    negatives_total: int
+    false_negatives_removed: int  # candidates over the false-negative margin
+    num_processes: int = 1
 
 
-def read_result(folder: str | Path) -> TrainResult | OptimizeResult | EvaluateResult:
+class DedupMatch(_Record):
+    """A removed training row and the test query it matched."""
+
+    query_id: str
+    query: str
+    benchmark: str
+    test_query_id: str
+    test_query: str
+    distance: int
+
+
+class DedupResult(_StageResult):
+    """Query groups without the rows whose query matches a benchmark query; the removed rows apart."""
+
+    DATA_FILE: ClassVar[str] = "groups.jsonl"
+    REMOVED_FILE: ClassVar[str] = "removed.jsonl"  # one DedupMatch per line
+
+    kind: Literal["dedup"] = "dedup"
+    dataset: str
+    data_file: str = DATA_FILE
+    removed_file: str = REMOVED_FILE
+    rows_in: int
+    rows_out: int
+    removed: int
+    test_queries: int
+    benchmarks: list[str]
+
+
+_Results = TrainResult | OptimizeResult | EvaluateResult | MineResult | DedupResult
+StageResult = Annotated[_Results, Field(discriminator="kind")]
+_ADAPTER: TypeAdapter[_Results] = TypeAdapter(StageResult)
+
+
+def read_result(folder: str | Path) -> _Results:
     """The result of any stage kind; raises ValueError (pydantic's) when the file breaks the contract."""
     return _ADAPTER.validate_python(json.loads((Path(folder) / RESULT_FILE).read_text()))
