@@ -33,7 +33,7 @@ pytestmark = [
 TRAIN_DATA = Path(os.environ.get("TDRO_TRAIN_DATA", "/work/shared/data/train"))
 DOMAINS = ("squad", "pubmedqa")
 GROUPS = 4
-STEPS = 4  # homogeneous batches: each step trains on one domain's four groups
+STEPS = 3  # mixed batches of both domains' groups, so that every step trains on each domain
 TEMPERATURE = 0.05
 
 
@@ -154,7 +154,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, smollm2_card, smollm2_fol
                  "warmup_steps": 0, "checkpoint_every": 100}
     spec = {
         "name": "smollm2", "seed": 0, "base_model": "smollm2-135m", "datasets": list(DOMAINS),
-        "train": {**optimizer, "loss": {"temperature": TEMPERATURE, "cross_device_negatives": False}},
+        "train": {**optimizer, "batch_size": 2 * GROUPS, "homogeneous_batches": False,
+                  "loss": {"temperature": TEMPERATURE, "cross_device_negatives": False}},
         "dro": {**optimizer, "steps": 1, "gradient_accumulation": 1, "loss": {"temperature": TEMPERATURE}},
         "transfer": [],  # stage 2 is stage 0's loop with other weights: stages 0 and 1 are enough here
         "evaluate": {"benchmarks": []},
