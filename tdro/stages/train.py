@@ -73,7 +73,8 @@ class TrainTask:
             batch = batch.to(self.accelerator.device)
             loss = forward_backward(
                 self.model, batch.query, batch.passages, self.loss_fn, accelerator=self.accelerator,
-                chunk_size=self.spec.chunk_size, loss_weight=1.0 / len(batches), sync=j == len(batches) - 1,
+                token_budget=self.spec.token_budget, chunk_size=self.spec.chunk_size,
+                loss_weight=1.0 / len(batches), sync=j == len(batches) - 1,
             )
             losses.append(loss / self.loss_fn.scale())
         return self.accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
