@@ -121,11 +121,16 @@ class Encoder(nn.Module):
             reps = F.normalize(reps, dim=-1)
         return reps
 
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Write the retriever folder (the caller makes it atomic: write to a temp name, then rename)."""
+    def save_pretrained(self, folder: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+        """Write the retriever folder (the caller makes it atomic: write to a temp name, then rename).
+
+        `state_dict`: this Encoder's full state dict when the live one is sharded (FSDP, DeepSpeed)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(folder, safe_serialization=True)
+        inner = None if state_dict is None else {
+            k.removeprefix("model."): v for k, v in state_dict.items() if k.startswith("model.")
+        }
+        self.model.save_pretrained(folder, state_dict=inner, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
         self.config.save(folder)
         write_st_files(folder, self.config, self.dim)
