@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tdro.enums import Pooling
-from tdro.modeling.chunking import encode_by_length, plan_chunks, row_lengths
+from tdro.modeling.chunking import encode_by_length, plan_chunks, row_lengths, split_to
 from tdro.modeling.encoder import Encoder
 from tdro.modeling.losses import ContrastiveLoss
 from tdro.spec.experiment import ResourcesSpec
@@ -128,3 +128,10 @@ def test_gradcache_replays_dropout_over_the_length_plan(tiny_bert_dir, batch):
     assert cached.loss == pytest.approx(direct.loss, abs=1e-6)
     for name in direct.grads:
         torch.testing.assert_close(cached.grads[name], direct.grads[name], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("count", [pytest.param(3, id="3"), pytest.param(8, id="one-row-each")])
+def test_split_to_keeps_the_rows_in_plan_order(mixed_lengths, count):
+    plan = plan_chunks(mixed_lengths, token_budget=10_000)
+    split = split_to(plan, count)
+    assert len(split) == count and torch.cat(split).tolist() == torch.cat(plan).tolist()

@@ -11,9 +11,12 @@ batch's order, so the loss is computed on the full batch exactly as without chun
   (padded tokens of one encoder call; a row longer than the budget is a chunk of its own). `max_rows`
   caps the rows of a chunk too (GradCache's chunk size). Without a budget: consecutive pieces of
   `max_rows` rows (or one piece), today's order.
+- `split_to(plan, count)`: the same rows in `count` chunks (processes of one DDP model must agree on the
+  number of encoder calls: DDP broadcasts buffers in each).
 - `take_rows(features, index)`: those rows, with the columns that are padding in all of them dropped.
 - `restore_order(pieces, plan)`: the concatenated chunk outputs in the batch's row order (differentiable).
-- `encode_by_length(model, features, token_budget)`: the three together, with autograd.
+- `encode_plan(model, features, plan)` / `encode_by_length(model, features, token_budget)`: encode the
+  chunks and restore the order, with autograd.
 
 Every row's vector depends only on its own tokens (attention is masked; dropout aside), so the result
 equals the unchunked one to float tolerance. Dropout draws its masks per call, so with dropout on a
@@ -52,6 +55,20 @@ def plan_chunks(
     return chunks
 
 
+def split_to(plan: list[torch.Tensor], count: int) -> list[torch.Tensor]:
+    """The plan cut into `count` chunks: halve the chunk of most rows (the first of equals) until it is.
+
+    DDP broadcasts buffers on every forward call, so all processes must make the same number of calls."""
+    plan = list(plan)
+    while len(plan) < count:
+        k = max(range(len(plan)), key=lambda i: (len(plan[i]), -i))
+        if len(plan[k]) < 2:
+            raise ValueError(f"{sum(len(c) for c in plan)} rows cannot make {count} chunks")
+        half = (len(plan[k]) + 1) // 2
+        plan[k : k + 1] = [plan[k][:half], plan[k][half:]]
+    return plan
+
+
 def trim_padding(features: Features) -> Features:
     """Drop the columns that are padding in every row (either padding side)."""
     keep = features["attention_mask"].bool().any(dim=0)
@@ -80,9 +97,14 @@ def restore_order(pieces: list[torch.Tensor], plan: list[torch.Tensor]) -> torch
     return stacked.index_select(0, inverse.to(stacked.device))
 
 
+def encode_plan(model: torch.nn.Module, features: Features, plan: list[torch.Tensor]) -> torch.Tensor:
+    """One vector per row, in the batch's order, encoded chunk by chunk (autograd flows through)."""
+    return restore_order([model(**take_rows(features, index)) for index in plan], plan)
+
+
 def encode_by_length(
     model: torch.nn.Module, features: Features, token_budget: int | None, *, max_rows: int | None = None
 ) -> torch.Tensor:
-    """One vector per row, in the batch's order, encoded chunk by chunk (autograd flows through)."""
+    """`encode_plan` over `plan_chunks` (one process; `tdro.stages.step` agrees the plan over processes)."""
     plan = plan_chunks(features["attention_mask"], token_budget=token_budget, max_rows=max_rows)
-    return restore_order([model(**take_rows(features, index)) for index in plan], plan)
+    return encode_plan(model, features, plan)

@@ -170,10 +170,11 @@ class OptimizeTask:
         return [self.stream.next_step(micro_batches=1)[0] for _ in range(self.spec.gradient_accumulation)]
 
     def _per_sample(self, encoder, batch):
-        from tdro.modeling.chunking import encode_by_length
+        from tdro.stages.step import encode_by_length
 
-        budget = self.spec.token_budget  # length-aware chunks; the loss on the whole micro-batch
-        query, passages = (encode_by_length(encoder, f, budget) for f in (batch.query, batch.passages))
+        budget, acc = self.spec.token_budget, self.accelerator  # length-aware chunks, the loss on all rows
+        query, passages = (encode_by_length(encoder, f, budget, accelerator=acc)
+                           for f in (batch.query, batch.passages))
         return self.loss_fn(query, passages, reduction="none")
 
     def forward_backward(self, step: int, batches: list) -> float:

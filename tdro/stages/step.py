@@ -19,6 +19,7 @@ same loss and gradients:
    back-propagate each chunk's rows of the cached gradients. DDP is kept from syncing on all but the very
    last chunk, so a step still does one gradient all-reduce.
 The chunk plan is made once and serves both passes, so the replay sees the same rows in the same order.
+All processes make the same number of encoder calls (`agreed_plan`): DDP broadcasts buffers in each.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tdro.modeling.chunking import Features, plan_chunks, restore_order, take_rows
+from tdro.modeling.chunking import Features, encode_plan, plan_chunks, restore_order, split_to, take_rows
 from tdro.modeling.losses import ContrastiveLoss
 
 
@@ -59,6 +60,25 @@ class _RngState:
             yield
 
 
+def agreed_plan(
+    attention_mask: torch.Tensor, *, token_budget: int | None, max_rows: int | None, accelerator
+) -> list[torch.Tensor]:
+    """This process's chunk plan, cut into as many chunks as the process with the most has (DDP
+    broadcasts buffers in every forward call: unequal numbers of calls would hang)."""
+    plan = plan_chunks(attention_mask, token_budget=token_budget, max_rows=max_rows)
+    if accelerator.num_processes == 1:
+        return plan
+    counts = accelerator.gather(torch.tensor([len(plan)], device=accelerator.device))
+    return split_to(plan, int(counts.max()))
+
+
+def encode_by_length(model: torch.nn.Module, features: Features, token_budget: int | None, *, accelerator):
+    """Vectors of the rows in batch order, encoded in length-aware chunks agreed over processes."""
+    plan = agreed_plan(features["attention_mask"], token_budget=token_budget, max_rows=None,
+                       accelerator=accelerator)
+    return encode_plan(model, features, plan)
+
+
 @dataclass(frozen=True)
 class ChunkPlan:
     """The chunks of a micro-batch's queries and passages (row indices), made once per step."""
@@ -68,18 +88,17 @@ class ChunkPlan:
 
     @classmethod
     def of(
-        cls, query: Features, passages: Features, *, token_budget: int | None, chunk_size: int | None
+        cls, query: Features, passages: Features, *, token_budget: int | None, chunk_size: int | None,
+        accelerator,
     ) -> ChunkPlan:
         # Without a budget and without GradCache, passages go in n pieces of b rows (cache-friendlier).
         passage_rows = chunk_size or (None if token_budget is not None else num_rows(query))
         return cls(
-            plan_chunks(query["attention_mask"], token_budget=token_budget, max_rows=chunk_size),
-            plan_chunks(passages["attention_mask"], token_budget=token_budget, max_rows=passage_rows),
+            agreed_plan(query["attention_mask"], token_budget=token_budget, max_rows=chunk_size,
+                        accelerator=accelerator),
+            agreed_plan(passages["attention_mask"], token_budget=token_budget, max_rows=passage_rows,
+                        accelerator=accelerator),
         )
-
-
-def _encode(model: torch.nn.Module, features: Features, plan: list[torch.Tensor]) -> torch.Tensor:
-    return restore_order([model(**take_rows(features, index)) for index in plan], plan)
 
 
 def forward_backward(
@@ -94,10 +113,11 @@ def forward_backward(
     loss_weight: float = 1.0,
     sync: bool = True,
 ) -> torch.Tensor:
-    plan = ChunkPlan.of(query, passages, token_budget=token_budget, chunk_size=chunk_size)
+    plan = ChunkPlan.of(query, passages, token_budget=token_budget, chunk_size=chunk_size,
+                        accelerator=accelerator)
     if chunk_size is None:
         with nullcontext() if sync else accelerator.no_sync(model):
-            loss = loss_fn(_encode(model, query, plan.query), _encode(model, passages, plan.passages))
+            loss = loss_fn(encode_plan(model, query, plan.query), encode_plan(model, passages, plan.passages))
             accelerator.backward(loss * loss_weight)
         return loss.detach()
 
