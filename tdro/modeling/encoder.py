@@ -8,8 +8,10 @@ The temperature is applied in the loss, not here.
   defaults to the folder's tdro_retriever.json. A model that cannot be loaded is a `UserError`.
 - `Encoder.from_card(card)`: the same from a registry model card (source, dtype, pooling, gradient
   checkpointing).
-- `save_pretrained(folder)`: HF weights + tokenizer + tdro_retriever.json + sentence-transformers module
-  files, so `transformers.AutoModel` and `sentence_transformers.SentenceTransformer` load it directly.
+- `save_pretrained(folder, state_dict=None)`: HF weights + tokenizer + tdro_retriever.json +
+  sentence-transformers module files, so `transformers.AutoModel` and
+  `sentence_transformers.SentenceTransformer` load it directly (`state_dict`: the gathered full state of a
+  sharded model, FSDP/DeepSpeed).
 
 With left padding, position ids are counted from each sequence's first real token, so models with
 absolute position embeddings give the same vectors for left and right padding.
