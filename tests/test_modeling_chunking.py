@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tdro.enums import Pooling
-from tdro.modeling.chunking import encode_by_length, plan_chunks, row_lengths, split_to
+from tdro.modeling.chunking import MIN_FILL, encode_by_length, plan_chunks, row_lengths, split_to
 from tdro.modeling.encoder import Encoder
 from tdro.modeling.losses import ContrastiveLoss
 from tdro.spec.experiment import ResourcesSpec
@@ -86,8 +86,16 @@ def test_plan_sorts_longest_first_with_ties_in_batch_order(mixed_lengths):
     assert torch.cat(plan).tolist() == [1, 3, 6, 4, 7, 0, 5, 2]
 
 
-def test_plan_caps_rows_per_chunk(mixed_lengths):
-    assert [len(c) for c in plan_chunks(mixed_lengths, token_budget=10_000, max_rows=3)] == [3, 3, 2]
+def test_plan_caps_rows_per_chunk():
+    equal = torch.ones(8, 10, dtype=torch.long)
+    assert [len(c) for c in plan_chunks(equal, token_budget=10_000, max_rows=3)] == [3, 3, 2]
+
+
+def test_plan_keeps_rows_near_their_chunks_longest(mixed_lengths):
+    lengths = row_lengths(mixed_lengths)
+    plan = plan_chunks(mixed_lengths, token_budget=10_000)
+    assert [c.tolist() for c in plan] == [[1, 3, 6], [4, 7], [0], [5], [2]]
+    assert all(int(lengths[c].min()) >= MIN_FILL * int(lengths[c].max()) for c in plan)
 
 
 def test_plan_without_budget_keeps_batch_order(mixed_lengths):
@@ -130,7 +138,7 @@ def test_gradcache_replays_dropout_over_the_length_plan(tiny_bert_dir, batch):
         torch.testing.assert_close(cached.grads[name], direct.grads[name], atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("count", [pytest.param(3, id="3"), pytest.param(8, id="one-row-each")])
+@pytest.mark.parametrize("count", [pytest.param(6, id="6"), pytest.param(8, id="one-row-each")])
 def test_split_to_keeps_the_rows_in_plan_order(mixed_lengths, count):
     plan = plan_chunks(mixed_lengths, token_budget=10_000)
     split = split_to(plan, count)

@@ -8,7 +8,8 @@ batch's order, so the loss is computed on the full batch exactly as without chun
 - `plan_chunks(attention_mask, *, token_budget, max_rows) -> list[Tensor]`: index tensors into the rows;
   together a permutation of them. With a `token_budget` the rows are sorted by length, longest first (a
   stable sort: ties keep batch order), and cut greedily so that `rows * longest row <= token_budget`
-  (padded tokens of one encoder call; a row longer than the budget is a chunk of its own). `max_rows`
+  (padded tokens of one encoder call; a row longer than the budget is a chunk of its own) and every row
+  is at least `MIN_FILL` of its chunk's longest (padding under a quarter of a chunk's tokens). `max_rows`
   caps the rows of a chunk too (GradCache's chunk size). Without a budget: consecutive pieces of
   `max_rows` rows (or one piece), today's order.
 - `split_to(plan, count)`: the same rows in `count` chunks (processes of one DDP model must agree on the
@@ -30,6 +31,11 @@ import torch
 
 Features = dict[str, torch.Tensor]
 
+# A row joins a chunk only if it is at least this share of the chunk's longest row: padding stays under
+# a quarter of each chunk's tokens, also when the whole batch would fit in the budget.
+MIN_FILL = 0.75
+
+
 def row_lengths(attention_mask: torch.Tensor) -> torch.Tensor:
     return attention_mask.long().sum(dim=1)
 
@@ -49,7 +55,10 @@ def plan_chunks(
     sorted_lengths = lengths[order].tolist()
     while start < n:
         longest = max(int(sorted_lengths[start]), 1)  # rows are sorted: the first is the chunk's longest
-        rows = max(1, min(cap, token_budget // longest, n - start))
+        end = start + max(1, min(cap, token_budget // longest, n - start))
+        shortest = MIN_FILL * longest
+        # Rows are sorted, so the first row under the fill floor ends the chunk (bisect would do; n is small).
+        rows = next((i for i in range(start + 1, end) if sorted_lengths[i] < shortest), end) - start
         chunks.append(order[start : start + rows])
         start += rows
     return chunks
