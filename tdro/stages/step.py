@@ -66,7 +66,7 @@ def agreed_plan(
     """This process's chunk plan, cut into as many chunks as the process with the most has (DDP
     broadcasts buffers in every forward call: unequal numbers of calls would hang)."""
     plan = plan_chunks(attention_mask, token_budget=token_budget, max_rows=max_rows)
-    if accelerator.num_processes == 1:
+    if accelerator.num_processes == 1 or token_budget is None:  # without a budget: equal by construction
         return plan
     counts = accelerator.gather(torch.tensor([len(plan)], device=accelerator.device))
     return split_to(plan, int(counts.max()))
