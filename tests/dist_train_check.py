@@ -1,8 +1,9 @@
 """Run by tests/test_train_distributed.py under `accelerate launch --multi_gpu --num_processes 2`.
 
 argv: MODEL_DIR OUT_PREFIX [STAGE_FILE]. Computes the cross-device InfoNCE loss (hard negatives on) and
-its gradients on each process's half of a fixed batch, whole and GradCache-chunked, and saves them to
-OUT_PREFIX.rank<i>.pt; then, given a stage file, runs the training stage on both processes.
+its gradients on each process's half of a fixed batch, whole, GradCache-chunked, in length-aware chunks
+and both (`VARIANTS`), and saves them to OUT_PREFIX.rank<i>.pt; then, given a stage file, runs the
+training stage on both processes.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+# (label, GradCache chunk size, token budget): whole batch, GradCache, length chunks, both.
+VARIANTS = (("full", None, None), ("chunked", 1, None), ("by_length", None, 16), ("by_length_chunked", 2, 16))
 
 
 def main(model_dir: str, out_prefix: str, stage_path: str | None = None) -> None:
@@ -33,8 +38,10 @@ def main(model_dir: str, out_prefix: str, stage_path: str | None = None) -> None
     model = accelerator.prepare(encoder)
     loss_fn = ContrastiveLoss(passages_per_query=3, temperature=0.05, cross_device=True)
     saved = {"world": accelerator.num_processes}
-    for label, chunk in (("full", None), ("chunked", 1)):
-        loss = forward_backward(model, query, passages, loss_fn, accelerator=accelerator, chunk_size=chunk)
+    for label, chunk, budget in VARIANTS:
+        loss = forward_backward(
+            model, query, passages, loss_fn, accelerator=accelerator, chunk_size=chunk, token_budget=budget
+        )
         saved[f"{label}_loss"] = (loss / loss_fn.scale()).item()
         saved[f"{label}_grads"] = {
             n: p.grad.detach().clone()

@@ -1,8 +1,8 @@
 """Two real gloo processes (`accelerate launch`) against one process on the full batch.
 
 One launch covers: cross-device InfoNCE with hard negatives gives the single-process loss and gradients
-(within 1e-5), whole and GradCache-chunked; and the training stage runs on 2 processes with a
-checkpoint holding each process's state.
+(within 1e-5), whole, GradCache-chunked, in length-aware chunks and both; and the training stage runs on
+2 processes with a checkpoint holding each process's state.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from tdro.enums import Pooling
 from tdro.modeling.encoder import Encoder
 from tdro.modeling.losses import ContrastiveLoss
 from tdro.spec.retriever import RetrieverConfig
+from tests.dist_train_check import VARIANTS
 from tests.train_helpers import dataset_cards, grad_check_batch, model_card, stage_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +72,7 @@ def test_two_processes_match_one_full_batch(tmp_path, tiny_bert_dir):
     ranks = [torch.load(tmp_path / f"grads.rank{r}.pt") for r in (0, 1)]
     for saved in ranks:
         assert saved["world"] == 2
-        for label in ("full", "chunked"):
+        for label, _, _ in VARIANTS:
             assert saved[f"{label}_loss"] == pytest.approx(loss.item(), abs=1e-5)
             grads = saved[f"{label}_grads"]
             assert grads.keys() == expected.keys()

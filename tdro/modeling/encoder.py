@@ -8,8 +8,10 @@ The temperature is applied in the loss, not here.
   defaults to the folder's tdro_retriever.json. A model that cannot be loaded is a `UserError`.
 - `Encoder.from_card(card)`: the same from a registry model card (source, dtype, pooling, gradient
   checkpointing).
-- `save_pretrained(folder)`: HF weights + tokenizer + tdro_retriever.json + sentence-transformers module
-  files, so `transformers.AutoModel` and `sentence_transformers.SentenceTransformer` load it directly.
+- `save_pretrained(folder, state_dict=None)`: HF weights + tokenizer + tdro_retriever.json +
+  sentence-transformers module files, so `transformers.AutoModel` and
+  `sentence_transformers.SentenceTransformer` load it directly (`state_dict`: the gathered full state of a
+  sharded model, FSDP/DeepSpeed).
 
 With left padding, position ids are counted from each sequence's first real token, so models with
 absolute position embeddings give the same vectors for left and right padding.
@@ -121,11 +123,16 @@ class Encoder(nn.Module):
             reps = F.normalize(reps, dim=-1)
         return reps
 
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Write the retriever folder (the caller makes it atomic: write to a temp name, then rename)."""
+    def save_pretrained(self, folder: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+        """Write the retriever folder (the caller makes it atomic: write to a temp name, then rename).
+
+        `state_dict`: this Encoder's full state dict when the live one is sharded (FSDP, DeepSpeed)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(folder, safe_serialization=True)
+        inner = None if state_dict is None else {
+            k.removeprefix("model."): v for k, v in state_dict.items() if k.startswith("model.")
+        }
+        self.model.save_pretrained(folder, state_dict=inner, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
         self.config.save(folder)
         write_st_files(folder, self.config, self.dim)

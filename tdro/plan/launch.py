@@ -73,7 +73,9 @@ def accelerate_config(resources: ResourcesSpec, gradient_accumulation: int = 1) 
                 "fsdp_sharding_strategy": "FULL_SHARD",
                 "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
                 "fsdp_backward_prefetch": "BACKWARD_PRE",
-                "fsdp_state_dict_type": "FULL_STATE_DICT",  # the saved model loads with from_pretrained
+                # checkpoints: each process its shard (accelerate's save_state); the final model is
+                # gathered whole (tdro.stages.checkpoint.full_model_state) and loads with from_pretrained
+                "fsdp_state_dict_type": "SHARDED_STATE_DICT",
                 "fsdp_use_orig_params": True,
                 "fsdp_sync_module_states": True,
                 "fsdp_cpu_ram_efficient_loading": True,

@@ -79,6 +79,11 @@ class DroLossSpec(LossSpec):
         return self
 
 
+# Length-aware chunked forward (tdro/modeling/chunking.py): padded tokens per encoder call; None: the
+# whole batch at once. It counts in stage ids: with dropout on, other chunks draw other dropout masks.
+TOKEN_BUDGET = 16384  # 64 rows of 256 tokens, 256 of 64
+
+
 def _split_into_micro_batches(spec: TrainSpec | DroSpec) -> None:
     if spec.batch_size % spec.gradient_accumulation:
         raise ValueError("batch_size must be divisible by gradient_accumulation")
@@ -93,6 +98,7 @@ class TrainSpec(OptimizerSpec):
     homogeneous_batches: bool = True
     gradient_accumulation: int = Field(1, ge=1)
     chunk_size: int | None = Field(None, gt=0)  # GradCache-style chunked encoding; None: whole batch
+    token_budget: int | None = Field(TOKEN_BUDGET, gt=0)
     checkpoint_every: Annotated[int, RUN_ONLY] = Field(100, gt=0)
     loss: LossSpec = LossSpec()
 
@@ -122,6 +128,7 @@ class DroSpec(OptimizerSpec):
     max_alpha_grad_norm: float | None = Field(1.0, gt=0)  # clipping of the alpha gradient
     normalize_on_update: bool = True
     ema: float = Field(0.1, gt=0, le=1)
+    token_budget: int | None = Field(TOKEN_BUDGET, gt=0)  # the proxy's and the frozen reference's forward
     checkpoint_every: Annotated[int, RUN_ONLY] = Field(100, gt=0)
     loss: DroLossSpec = DroLossSpec()
 

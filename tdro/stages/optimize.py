@@ -6,7 +6,8 @@ example's dataset drawn independently (mixed batches), as `dro.gradient_accumula
 micro-batches, each split over the processes (as the reference's sharded loader does), so a micro-batch
 holds the same query groups whatever the number of processes. Per micro-batch:
 1. the proxy (the base model card) and the frozen reference (`reference_model_dir`, the stage-0 model: eval
-   mode, no grad, `requires_grad_(False)`, never saved) encode the same batch; per-sample InfoNCE losses
+   mode, no grad, `requires_grad_(False)`, never saved; encoding under the proxy's autocast on GPUs)
+   encode the same batch in length-aware chunks (`dro.token_budget`); per-sample InfoNCE losses
    over each query's own positive and hard negatives (`dro.loss.only_hard_negatives`; else in-batch too);
 2. losses and dataset ids are gathered over processes (the GLOBAL micro-batch) and the group measure
    (`tdro.dro.group_measure`) is accumulated into alpha's gradient;
@@ -169,8 +170,16 @@ class OptimizeTask:
         # groups whatever the number of processes (the group measure is taken per global micro-batch).
         return [self.stream.next_step(micro_batches=1)[0] for _ in range(self.spec.gradient_accumulation)]
 
-    def _per_sample(self, encoder, batch):
-        return self.loss_fn(encoder(**batch.query), encoder(**batch.passages), reduction="none")
+    def _per_sample(self, encoder, batch, *, frozen: bool = False):
+        from tdro.stages.step import encode_by_length
+
+        budget, acc = self.spec.token_budget, self.accelerator  # length-aware chunks, the loss on all rows
+        # The frozen reference encodes in the proxy's precision (the prepared proxy's autocast; a no-op on
+        # CPU); the scores stay float32 outside it.
+        with acc.autocast() if frozen else nullcontext():
+            query, passages = [encode_by_length(encoder, f, budget, accelerator=acc)
+                               for f in (batch.query, batch.passages)]
+        return self.loss_fn(query, passages, reduction="none")
 
     def forward_backward(self, step: int, batches: list) -> float:
         import torch
@@ -188,7 +197,7 @@ class OptimizeTask:
                 ref_losses = None
                 if self.reference is not None:
                     with torch.inference_mode():  # frozen: no graph, no version counters
-                        ref_losses = self._per_sample(self.reference, batch)
+                        ref_losses = self._per_sample(self.reference, batch, frozen=True)
                 all_proxy = accelerator.gather(proxy_losses.detach())
                 all_ref = None if ref_losses is None else accelerator.gather(ref_losses)
                 all_ids = accelerator.gather(batch.dataset_ids)

@@ -73,7 +73,8 @@ class TrainTask:
             batch = batch.to(self.accelerator.device)
             loss = forward_backward(
                 self.model, batch.query, batch.passages, self.loss_fn, accelerator=self.accelerator,
-                chunk_size=self.spec.chunk_size, loss_weight=1.0 / len(batches), sync=j == len(batches) - 1,
+                token_budget=self.spec.token_budget, chunk_size=self.spec.chunk_size,
+                loss_weight=1.0 / len(batches), sync=j == len(batches) - 1,
             )
             losses.append(loss / self.loss_fn.scale())
         return self.accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
@@ -92,6 +93,7 @@ def run(stage: TrainStageFile, *, stop_after_step: int | None = None) -> TrainRe
     """Train; write the outputs and return the result (main process) or None (the other processes)."""
     from tdro.data.stream import TrainingStream
     from tdro.modeling.optim import build_optimizer, build_training_schedule
+    from tdro.stages.checkpoint import full_model_state
     from tdro.stages.loop import dataset_uses, run_loop
     from tdro.stages.outputs import atomic_dir, write_parquet
     from tdro.stages.runtime import load_encoder, make_accelerator, seed_everything, start_tracker
@@ -134,10 +136,11 @@ def run(stage: TrainStageFile, *, stop_after_step: int | None = None) -> TrainRe
             queries_per_step=spec.batch_size, tracker=tracker, started=started,
             stop_after_step=stop_after_step,
         )
+        state = full_model_state(accelerator, model)  # collective under FSDP/DeepSpeed
         if end is None:
             return None
         with atomic_dir(output / TrainResult.MODEL_DIR) as tmp:
-            accelerator.unwrap_model(model).save_pretrained(tmp)
+            accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=state)
         write_parquet(output / TrainResult.METRICS_FILE, [asdict(r) for r in end.records],
                       TrainResult.METRIC_COLUMNS)
         result = TrainResult(
