@@ -1,14 +1,18 @@
-"""Text files read as UTF-8, with an error that names the file and line of the first bad byte.
+"""Text and JSON-lines files read as UTF-8, with errors that name the file and line.
 
 Standard library only. `decode(path, data)` for a whole file, `lines(path)` for line-by-line reading;
 both raise (or, for `lines`, report) `not valid UTF-8` with the line number and the byte, never a
-`UnicodeDecodeError` traceback.
+`UnicodeDecodeError` traceback. `text_lines` and `json_lines` are the loops every line-based reader
+shares: blank lines skipped, each bad line reported as `file:line: reason` and skipped, so that a reader
+can collect every problem and check only what its own rows mean.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from tdro.errors import UserError
 
@@ -37,3 +41,24 @@ def lines(path: Path) -> Iterator[tuple[int, str | UnicodeDecodeError]]:
                 yield number, raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 yield number, exc
+
+
+def text_lines(path: Path, report: Callable[[str], None]) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each non-blank line; a line that is not UTF-8 is reported and skipped."""
+    for number, raw in lines(path):
+        if isinstance(raw, UnicodeDecodeError):
+            report(problem(path, raw, number))
+        elif raw.strip():
+            yield number, raw
+
+
+def json_lines(path: Path, report: Callable[[str], None]) -> Iterator[tuple[int, Any]]:
+    """(line number, JSON value) of each non-blank line; a line that is not UTF-8 or not JSON is reported
+    and skipped."""
+    for number, raw in text_lines(path, report):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            report(f"{path}:{number}: malformed JSON ({exc.msg})")
+            continue
+        yield number, value

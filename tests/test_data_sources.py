@@ -46,7 +46,7 @@ def test_distinct_passages_are_shared(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("line", "reason"), [
-    pytest.param("{oops", "invalid JSON", id="json"),
+    pytest.param("{oops", "malformed JSON", id="json"),
     pytest.param('{"query": "q"}', "missing field `positive`", id="no-positive"),
     pytest.param('{"positive": "p"}', "missing field `query`", id="no-query"),
     pytest.param('["only"]', "needs a query and at least one positive", id="short-list"),

@@ -19,7 +19,6 @@ Contract (torch-free; the mine stage and `tdro data mine` read through it):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,27 +121,16 @@ def read_pairs(path: str | Path) -> SourceData:
     corpus = _Corpus(data)
     problems: list[str] = []
     for file in dataset_files(Path(path).expanduser()):
-        for number, text in utf8.lines(file):
-            if isinstance(text, UnicodeDecodeError):
-                problems.append(utf8.problem(file, text, number))
-                continue
-            if not text.strip():
-                continue
+        for number, row in utf8.json_lines(file, problems.append):
             try:
-                query, positives = parse_pair(json.loads(text))
-            except ValueError as exc:  # json's errors are ValueErrors too
-                problems.append(f"{file}:{number}: {_short(exc)}")
+                query, positives = parse_pair(row)
+            except ValueError as exc:
+                problems.append(f"{file}:{number}: {exc}")
                 continue
             data.rows_in += 1
             _add_group(data, corpus, f"q{data.rows_in - 1}", query, positives)
     _raise(problems)
     return data
-
-
-def _short(exc: ValueError) -> str:
-    if isinstance(exc, json.JSONDecodeError):
-        return f"invalid JSON ({exc.msg})"
-    return str(exc)
 
 
 def read_beir_split(folder: str | Path, split: str) -> SourceData:
@@ -172,12 +160,7 @@ def read_groups(path: str | Path) -> SourceData:
     corpus = _Corpus(data)
     problems: list[str] = []
     for file in dataset_files(Path(path).expanduser()):
-        for number, text in utf8.lines(file):
-            if isinstance(text, UnicodeDecodeError):
-                problems.append(utf8.problem(file, text, number))
-                continue
-            if not text.strip():
-                continue
+        for number, text in utf8.text_lines(file, problems.append):
             try:
                 group = decode_group(text)
             except BadLine as exc:

@@ -65,17 +65,7 @@ def read_queries(path: Path, language: str) -> LanguageQueries:
     ids: list[str] = []
     questions: list[str] = []
     answers: list[list[str]] = []
-    for number, raw in utf8.lines(path):
-        if isinstance(raw, UnicodeDecodeError):
-            problems.add(utf8.problem(path, raw, number))
-            continue
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            problems.add(f"{path}:{number}: malformed JSON ({exc.msg})")
-            continue
+    for number, row in utf8.json_lines(path, problems.add):
         if not isinstance(row, dict) or not isinstance(row.get("id"), str | int):
             problems.add(f"{path}:{number}: expected an object with an id")
             continue

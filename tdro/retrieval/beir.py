@@ -11,7 +11,6 @@ Every problem is reported as `file:line: reason` (up to a few per file) through 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,17 +65,7 @@ class _Problems:
 
 
 def _json_lines(path: Path, problems: _Problems, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
-    for number, raw in utf8.lines(path):
-        if isinstance(raw, UnicodeDecodeError):
-            problems.add(utf8.problem(path, raw, number))
-            continue
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            problems.add(f"{path}:{number}: malformed JSON ({exc.msg})")
-            continue
+    for number, row in utf8.json_lines(path, problems.add):
         if not isinstance(row, dict):
             problems.add(f"{path}:{number}: expected a JSON object")
             continue
@@ -97,13 +86,8 @@ def read_qrels(path: Path) -> tuple[dict[str, dict[str, int]], dict[tuple[str, s
     problems = _Problems()
     qrels: dict[str, dict[str, int]] = {}
     where: dict[tuple[str, str], int] = {}
-    for number, raw in utf8.lines(path):
-        if isinstance(raw, UnicodeDecodeError):
-            problems.add(utf8.problem(path, raw, number))
-            continue
+    for number, raw in utf8.text_lines(path, problems.add):
         line = raw.rstrip("\r\n")
-        if not line.strip():
-            continue
         fields = line.split("\t")
         if number == 1 and (len(fields) != 3 or not _is_int(fields[2])):
             continue  # the header line

@@ -13,7 +13,6 @@ Contract:
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -58,17 +57,7 @@ def load_sts(card: BenchmarkCard) -> StsPairs:
     first: list[str] = []
     second: list[str] = []
     scores: list[float] = []
-    for number, raw in utf8.lines(path):
-        if isinstance(raw, UnicodeDecodeError):
-            problems.add(utf8.problem(path, raw, number))
-            continue
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            problems.add(f"{path}:{number}: malformed JSON ({exc.msg})")
-            continue
+    for number, row in utf8.json_lines(path, problems.add):
         if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in _TEXTS):
             problems.add(f"{path}:{number}: expected an object with text fields sentence1 and sentence2")
             continue
