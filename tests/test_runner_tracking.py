@@ -11,7 +11,7 @@ import pytest
 from tdro import tracking_keys as keys
 from tdro.plan.graph import Plan, Stage, build_plan
 from tdro.plan.runner import Runner
-from tests.runner_project import fake_outputs, load, write_project
+from tests.runner_project import fake_outputs, load, write_project_with_model_folder
 from tests.wandb_offline import OfflineRun, offline_runs
 
 WEIGHTS = {"alpha": 0.6, "beta": 0.3, "gamma": 0.1}
@@ -34,10 +34,7 @@ def logged(tmp_path_factory) -> Logged:
     root = tmp_path_factory.mktemp("tracking")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WANDB_MODE", "offline")
-        model = root / "model"
-        model.mkdir()
-        (model / "config.json").write_text("{}")
-        spec = write_project(root, model)
+        spec = write_project_with_model_folder(root)
         quiet = build_plan(load(spec, "tracking.mode=disabled"))
         ref, opt, train, ev_ref, ev_train = quiet.stages
         for stage in (ref, train, ev_train):
@@ -117,10 +114,7 @@ def relogged(tmp_path_factory) -> Relogged:
     root = tmp_path_factory.mktemp("relogged")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WANDB_MODE", "offline")
-        model = root / "model"
-        model.mkdir()
-        (model / "config.json").write_text("{}")
-        spec = write_project(root, model)
+        spec = write_project_with_model_folder(root)
         quiet = build_plan(load(spec, "tracking.mode=disabled"))
         stage = quiet.stages[0]
         fake_outputs(stage, value=0.25)
