@@ -113,6 +113,7 @@ class StageKind(StrEnum):
     optimize = "optimize"
     train = "train"
     evaluate = "evaluate"
+    holdout = "holdout"  # carve a held-out test set out of one dataset, before mining
     mine = "mine"  # hard negatives for one dataset, upstream of stage 0
     dedup = "dedup"  # drop training queries that match benchmark queries, after mining
 

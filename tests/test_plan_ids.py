@@ -38,8 +38,19 @@ def test_graph_of_one_arm(spec: Path) -> None:
     assert train.stage_file.mixture.weights_file == str(opt.folder / "weights.json")
     assert train.stage_file.mixture.alpha_file.stage_id == opt.id
     assert ref.stage_file.mixture.weights == {"alpha": 1.0, "beta": 1.0, "gamma": 1.0}
-    assert ev_train.stage_file.model_dir == str(train.folder / "model")
+    assert ev_train.stage_file.model_under_test.path == str(train.folder / "model")
     assert ref.partial.name == f"reference-{ref.id[:12]}.partial"
+
+
+def test_zero_shot_evaluates_the_base_model_and_changes_no_other_id(spec: Path) -> None:
+    without = build_plan(load(spec))
+    plan = build_plan(load(spec, "evaluate.zero_shot=true"))
+    added = [s for s in plan.stages if s.id not in {t.id for t in without.stages}]
+    assert [s.kind.value for s in added] == ["evaluate"] and len(plan.stages) == len(without.stages) + 1
+    zero_shot = added[0]
+    assert zero_shot.inputs == [] and zero_shot.stage_file.model_under_test is None
+    assert zero_shot.stage_file.model_weights == plan.stages[0].stage_file.model_weights  # the base model
+    assert [(link.measure, link.transfer) for link in zero_shot.links] == [(None, "zero_shot")]
 
 
 def test_evaluate_metrics_change_only_evaluate_ids(spec: Path) -> None:

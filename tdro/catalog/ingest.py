@@ -20,6 +20,7 @@ from tdro.spec.stage_result import (
     DedupMatch,
     DedupResult,
     EvaluateResult,
+    HoldoutResult,
     MineResult,
     OptimizeResult,
     TrainResult,
@@ -35,7 +36,8 @@ TABLE_COLUMNS = {
     "trajectory_rows": OptimizeResult.TRAJECTORY_COLUMNS,
     "duplicates": tuple(DedupMatch.model_fields),
 }
-AnyResult = TrainResult | OptimizeResult | EvaluateResult | MineResult | DedupResult
+PrepareResult = HoldoutResult | MineResult | DedupResult
+AnyResult = TrainResult | OptimizeResult | EvaluateResult | PrepareResult
 WEIGHT_SOURCES = ("initial", "curr", "mean", "ema")
 _FIXED_ARM_COLUMNS = {"experiment", "arm", "assignments", "spec", "base_model"}
 
@@ -222,10 +224,18 @@ def _insert_optimize(
 
 
 def _insert_prepare(
-    con: duckdb.DuckDBPyConnection, record: StageRecord, folder: Path, result: MineResult | DedupResult
+    con: duckdb.DuckDBPyConnection, record: StageRecord, folder: Path, result: PrepareResult
 ) -> None:
     """One `prepare_rows` row; a dedup stage's removed rows into `duplicates`."""
-    if isinstance(result, MineResult):
+    params: dict[str, Any] | None
+    if isinstance(result, HoldoutResult):
+        counts = [result.empty_dropped, None, None, None, None, None]
+        retriever = None
+        params = {**record.identity.get("holdout", {}), "benchmark": result.benchmark,
+                  "test_queries": result.test_queries, "test_qrels": result.test_qrels,
+                  "test_corpus": result.test_corpus, "train_queries": result.train_queries,
+                  "unused_queries": result.unused_queries}
+    elif isinstance(result, MineResult):
         counts = [result.empty_dropped, result.no_candidates_dropped, result.short_groups,
                   result.negatives_total, result.false_negatives_removed, None]
         retriever, params = record.identity.get("model_weights"), record.identity.get("mine")

@@ -8,7 +8,8 @@ Tables (one concept each; `stage_id` is the full 64-hex stage id):
 - `stages(stage_id, kind, status, started, finished, seconds, git_commit, output_dir, inputs, identity,
   result, ingested)` — status is `complete` or `failed`.
 - `stage_arms(stage_id, experiment, arm, measure, transfer)` — which arm uses which stage in which role:
-  `transfer` is `baseline` for the reference model and its evaluation, a transfer label (`top_percent_70`,
+  `transfer` is `zero_shot` for the base model's evaluation, `baseline` for the reference model and its
+  evaluation, a transfer label (`top_percent_70`,
   `reweight`, `uniform`) for a stage-2 model and its evaluation, NULL for stage 1.
 - `datasets(name, fingerprint, path, rows, language, category, is_symmetric)`.
 - `mixture_weights(stage_id, source, dataset, weight)` — source `initial|curr|mean|ema` for stage 1,
@@ -20,7 +21,8 @@ Tables (one concept each; `stage_id` is the full 64-hex stage id):
   `BenchmarkRecord` metric, and for answer_recall also per language (version 2 added the last three).
 - `prepare_rows(stage_id, kind, dataset, rows_in, rows_out, empty_dropped, no_candidates_dropped,
   short_groups, negatives_total, false_negatives_removed, duplicates_removed, retriever, params)`: one
-  row per mine or dedup stage (`MineResult`, `DedupResult`; a count a kind does not make is NULL; v3);
+  row per holdout, mine or dedup stage (`HoldoutResult`, `MineResult`, `DedupResult`; a count a kind does
+  not make is NULL, a holdout's test-set sizes are in `params`; v3, holdout first in the view: v4);
   `duplicates(stage_id, <DedupMatch's fields>)`: each training row dedup removed, with its test query.
 Views (the public surface): `results`, `group_results`, `weights`, `trajectory`, `preparation` — see
 `VIEWS`.
@@ -35,6 +37,13 @@ import duckdb
 from tdro.errors import UserError
 
 Migration = Callable[[duckdb.DuckDBPyConnection], None]
+
+# `stage_arms.transfer` of the models every arm shares: the base model itself and the stage-0 model
+ZERO_SHOT = "zero_shot"
+BASELINE = "baseline"
+SHARED_TRANSFERS = (ZERO_SHOT, BASELINE)
+# results in model order: zero-shot, baseline, then the transfers
+MODEL_ORDER = f"transfer = '{ZERO_SHOT}' DESC, transfer = '{BASELINE}' DESC, transfer"
 
 
 def _v1(con: duckdb.DuckDBPyConnection) -> None:
@@ -165,13 +174,19 @@ VIEWS: dict[str, str] = {
                p.false_negatives_removed, p.duplicates_removed, p.retriever, p.params, p.stage_id
         FROM prepare_rows p
         JOIN stage_arms sa ON sa.stage_id = p.stage_id
-        ORDER BY sa.experiment, sa.arm, p.dataset, CASE p.kind WHEN 'mine' THEN 0 ELSE 1 END
+        ORDER BY sa.experiment, sa.arm, p.dataset,
+                 CASE p.kind WHEN 'holdout' THEN 0 WHEN 'mine' THEN 1 ELSE 2 END
     """,
 }
 _V1_VIEWS["weights"], _V1_VIEWS["trajectory"] = VIEWS["weights"], VIEWS["trajectory"]
 
+def _v4(con: duckdb.DuckDBPyConnection) -> None:
+    """Holdout stages (`prepare_rows` kind `holdout`, its counts in `params`) come first in `preparation`."""
+    con.execute(VIEWS["preparation"])
+
+
 # Append-only: version i+1 is MIGRATIONS[i]. Never edit a released migration; add one.
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3]
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,6 +1,13 @@
 """The stage graph of an experiment: per arm, reference -> optimize -> train (one per transfer), and an
 evaluate stage for the reference model and every trained model; equal stages are shared between arms.
 
+With `prepare.holdout`, each pairs dataset first gets a `holdout` stage that carves a held-out test set
+out of it (`tdro.data.holdout`): mining reads the pairs left, dedup removes training queries that match
+any held-out query (of any dataset), and every evaluate stage adds the held-out benchmarks
+(`heldout-<dataset>`, group `heldout`; their fingerprint is the holdout stage's id, their folder an
+`Upstream` in `benchmark_data`). With `evaluate.zero_shot` (on by default) the base model itself is
+evaluated too, under the transfer label `zero_shot`.
+
 With a `prepare` section, each dataset that needs negatives (a pairs or BEIR source, or any dataset
 whose override asks) gets a `mine` stage (retriever `prepare.retriever`), and each dataset a `dedup`
 stage against the benchmarks (`prepare.dedup.benchmarks`, else the arm's); the training stages then read
@@ -26,13 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from tdro.catalog.ingest import ArmRecord, DatasetRecord, StageLink
+from tdro.catalog.schema import BASELINE, ZERO_SHOT
 from tdro.data.demo import write_demo_collection
 from tdro.data.files import FINGERPRINT_CACHE_FILE, FingerprintCache
 from tdro.enums import DataSource, StageKind, TransferMode
 from tdro.errors import UserError
 from tdro.plan.fingerprint import benchmark_fingerprint, dataset_fingerprint, model_identity
 from tdro.spec.cards import BenchmarkCard, DatasetCard, ModelCard
-from tdro.spec.experiment import PrepareSpec, ResourcesSpec, TrackingSpec
+from tdro.spec.experiment import HoldoutSpec, PrepareSpec, ResourcesSpec, TrackingSpec
 from tdro.spec.identity import stage_id
 from tdro.spec.load import Arm, Experiment
 from tdro.spec.registry import Registry
@@ -41,6 +49,7 @@ from tdro.spec.stage_file import (
     RESULT_FILE,
     DedupStageFile,
     EvaluateStageFile,
+    HoldoutStageFile,
     MineStageFile,
     Mixture,
     OptimizeStageFile,
@@ -48,10 +57,10 @@ from tdro.spec.stage_file import (
     TrainStageFile,
     Upstream,
 )
-from tdro.spec.stage_result import DedupResult, MineResult
+from tdro.spec.stage_result import DedupResult, HoldoutResult, MineResult
 from tdro.weights_file import WEIGHTS_FILE
 
-BASELINE = "baseline"
+HELDOUT_GROUP = "heldout"  # the benchmark group of the held-out sets that holdout stages carve out
 EMBEDDING_CACHE = ".embedding_cache"
 
 
@@ -122,6 +131,16 @@ class Stage:
             self.arms.append(link.arm)
         if link not in self.links:
             self.links.append(link)
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """A dataset's holdout stage, its training pairs, and the benchmark card of its held-out set."""
+
+    stage: Stage
+    train: Upstream
+    benchmark: BenchmarkCard
+    test: Upstream
 
 
 @dataclass
@@ -221,8 +240,31 @@ class _Builder:
                 raise UserError(f"prepare.dedup.benchmarks: {exc.problems[0]}") from None
         return cards
 
-    def prepare(
+    def holdout(
         self, arm: Arm, card: DatasetCard, fingerprint: str, common: dict[str, Any]
+    ) -> HeldOut | None:
+        """The holdout stage of one dataset and the benchmark it writes, if the spec carves one out."""
+        prepare = arm.spec.prepare
+        if prepare is None or not prepare.holds_out(card.name, is_pairs=card.source is DataSource.pairs):
+            return None
+        if card.source is not DataSource.pairs:
+            raise UserError(f"prepare.datasets.{card.name}.holdout: holdout splits a pairs source, not "
+                            f"{card.source.value}")
+        stage = self.make(HoldoutStageFile(
+            **{**common, "resources": ResourcesSpec(), "model": None, "model_weights": None},  # no model
+            dataset=card, dataset_fingerprint=fingerprint, holdout=prepare.holdout or HoldoutSpec(),
+        ))
+        stage.add_link(StageLink(stage.id, arm.name, None, None))
+        test = stage.output(HoldoutResult.TEST_DIR)
+        benchmark = BenchmarkCard(
+            name=HoldoutResult.benchmark_name(card.name), path=test.path, split=HoldoutResult.TEST_SPLIT,
+            instruction=card.instructions[0], language=card.language, group=HELDOUT_GROUP,
+        )
+        return HeldOut(stage, stage.output(HoldoutResult.TRAIN_FILE), benchmark, test)
+
+    def prepare(
+        self, arm: Arm, card: DatasetCard, fingerprint: str, common: dict[str, Any],
+        heldout: dict[str, HeldOut],
     ) -> Upstream | None:
         """The mine and dedup stages of one dataset; the query groups training reads, or None (the card's)."""
         prepare = arm.spec.prepare
@@ -231,6 +273,7 @@ class _Builder:
                 raise UserError(f"dataset {card.name}: source {card.source.value} has no negatives; add a "
                                 "prepare section (prepare.retriever) to mine them")
             return None
+        own = heldout.get(card.name)
         data: Upstream | None = None
         if prepare.mines(card.name, has_negatives=card.source is DataSource.groups):
             retriever = self.retriever(prepare, card.name)
@@ -238,25 +281,39 @@ class _Builder:
             mine = self.make(MineStageFile(
                 **{**common, "seed": mine_spec.seed, "model": retriever,
                    "model_weights": self.model_weights(retriever)},
-                dataset=card, dataset_fingerprint=fingerprint, mine=mine_spec,
+                dataset=card, dataset_fingerprint=None if own else fingerprint,
+                data=own.train if own else None, mine=mine_spec,
                 cache_dir=str(self.runs_dir / EMBEDDING_CACHE),
             ))
             mine.add_link(StageLink(mine.id, arm.name, None, None))
             data = mine.output(MineResult.DATA_FILE)
         elif card.source is not DataSource.groups:
             raise UserError(f"prepare.datasets.{card.name}.mine: a {card.source.value} source must be mined")
-        benchmarks = self.dedup_benchmarks(prepare, arm)
+        # every held-out set is a test set of every dataset: a query of one domain may copy another's
+        benchmarks = [*self.dedup_benchmarks(prepare, arm), *(h.benchmark for h in heldout.values())]
         if prepare.dedups(card.name) and benchmarks:
             dedup = self.make(DedupStageFile(
                 # one process, no model
                 **{**common, "resources": ResourcesSpec(), "model": None, "model_weights": None},
                 dataset=card, groups=data, dataset_fingerprint=None if data else fingerprint,
-                benchmarks=benchmarks, dedup=prepare.dedup,
-                benchmark_fingerprints={c.name: benchmark_fingerprint(c, self.cache) for c in benchmarks},
+                dedup=prepare.dedup, **self.benchmark_inputs(benchmarks, heldout),
             ))
             dedup.add_link(StageLink(dedup.id, arm.name, None, None))
             data = dedup.output(DedupResult.DATA_FILE)
         return data
+
+    def benchmark_inputs(
+        self, benchmarks: list[BenchmarkCard], heldout: dict[str, HeldOut]
+    ) -> dict[str, Any]:
+        """The benchmark fields of a stage file: cards, content fingerprints, and the holdout stages'
+        folders as edges (a held-out benchmark's fingerprint is the id of the stage that writes it)."""
+        carved = {h.benchmark.name: h for h in heldout.values()}
+        return {
+            "benchmarks": benchmarks,
+            "benchmark_fingerprints": {c.name: carved[c.name].stage.id if c.name in carved
+                                       else benchmark_fingerprint(c, self.cache) for c in benchmarks},
+            "benchmark_data": {c.name: carved[c.name].test for c in benchmarks if c.name in carved},
+        }
 
     def arm(self, arm: Arm) -> None:
         spec = arm.spec
@@ -270,8 +327,12 @@ class _Builder:
             "model_weights": self.model_weights(arm.model), "resources": spec.resources,
             "tracking": spec.tracking, "tracking_config": spec.model_dump(mode="json"),
         }
-        prepared = {card.name: data for card in arm.datasets
-                    if (data := self.prepare(arm, card, fingerprints[card.name], common)) is not None}
+        heldout = {card.name: held for card in arm.datasets
+                   if (held := self.holdout(arm, card, fingerprints[card.name], common)) is not None}
+        prepared = {
+            card.name: data for card in arm.datasets
+            if (data := self.prepare(arm, card, fingerprints[card.name], common, heldout)) is not None
+        }
         # A prepared dataset's card points at its prepared groups; that stage's id stands for its content.
         datasets = [card.model_copy(update={"path": prepared[card.name].path, "source": DataSource.groups,
                                             "split": None}) if card.name in prepared else card
@@ -305,15 +366,20 @@ class _Builder:
             trained.add_link(StageLink(trained.id, arm.name, measure, transfer.label))
             model_stages.append((trained, transfer.label, measure))
 
-        if not arm.benchmarks:
+        benchmarks = [*arm.benchmarks, *(h.benchmark for h in heldout.values())]
+        if not benchmarks:
             return
         evaluation = {
-            **common, "benchmarks": arm.benchmarks, "evaluate": spec.evaluate,
-            "benchmark_fingerprints": {c.name: benchmark_fingerprint(c, self.cache) for c in arm.benchmarks},
-            "cache_dir": str(self.runs_dir / EMBEDDING_CACHE),
+            **common, "evaluate": spec.evaluate, "cache_dir": str(self.runs_dir / EMBEDDING_CACHE),
+            **self.benchmark_inputs(benchmarks, heldout),
         }
-        for model_stage, transfer_label, model_measure in model_stages:
-            model_under_test = model_stage.output(MODEL_DIR)
+        models: list[tuple[Upstream | None, str, str | None]] = [
+            (model_stage.output(MODEL_DIR), label, model_measure)
+            for model_stage, label, model_measure in model_stages
+        ]
+        if spec.evaluate.zero_shot:
+            models.insert(0, (None, ZERO_SHOT, None))  # the base model itself
+        for model_under_test, transfer_label, model_measure in models:
             evaluate = self.make(EvaluateStageFile(**evaluation, model_under_test=model_under_test))
             evaluate.add_link(StageLink(evaluate.id, arm.name, model_measure, transfer_label))
 
@@ -345,8 +411,8 @@ def build_plan(experiment: Experiment, *, catalog: str | Path | None = None) -> 
     )
 
 
-_KIND_ORDER = {StageKind.mine: 0, StageKind.dedup: 1, StageKind.reference: 2, StageKind.optimize: 3,
-               StageKind.train: 4, StageKind.evaluate: 5}
+_KIND_ORDER = {StageKind.holdout: 0, StageKind.mine: 1, StageKind.dedup: 2, StageKind.reference: 3,
+               StageKind.optimize: 4, StageKind.train: 5, StageKind.evaluate: 6}
 
 
 def _topological(stages: dict[str, Stage]) -> list[Stage]:

@@ -29,6 +29,7 @@ STAGE_MODULES = {
     StageKind.train: "tdro.stages.train",
     StageKind.optimize: "tdro.stages.optimize",
     StageKind.evaluate: "tdro.stages.evaluate",
+    StageKind.holdout: "tdro.stages.holdout",
     StageKind.mine: "tdro.stages.mine",
     StageKind.dedup: "tdro.stages.dedup",
 }

@@ -58,7 +58,7 @@ def _log(plan: Plan, stage: Stage, lock_timeout: float) -> None:
                        "ORDER BY step DESC LIMIT 1", [sid], timeout=lock_timeout)
         if last.rows:
             summary.update({keys.STEPS: last.rows[0][0], keys.FINAL_LOSS: last.rows[0][1]})
-    elif stage.kind in (StageKind.mine, StageKind.dedup):
+    elif stage.kind in (StageKind.holdout, StageKind.mine, StageKind.dedup):
         pass  # their counts are in the catalog's `preparation` view; the run gets its id and arms only
     else:
         # an answer_recall benchmark by its mean over languages (the per-language rows are in the catalog)

@@ -31,6 +31,7 @@ from typing import Any
 from tdro.catalog import ingest as cat
 from tdro.catalog.connection import DEFAULT_LOCK_TIMEOUT, transaction
 from tdro.catalog.query import Rows, run_sql
+from tdro.catalog.schema import MODEL_ORDER, SHARED_TRANSFERS
 from tdro.enums import Backend, TrackingMode
 from tdro.errors import UserError
 from tdro.plan import projection
@@ -354,20 +355,21 @@ def experiment_results(plan: Plan, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -
     return run_sql(
         plan.catalog,
         "SELECT arm, transfer, measure, metric, benchmark, value FROM results WHERE experiment = ? "
-        "ORDER BY arm, transfer = 'baseline' DESC, transfer, metric, benchmark",
+        f"ORDER BY arm, {MODEL_ORDER}, metric, benchmark",
         [plan.experiment], timeout=lock_timeout,
     )
 
 
 def results_table(rows: Rows) -> tuple[list[str], list[list[Any]]]:
-    """One row per model (the shared baseline once, then arm x transfer), one column per metric: the
-    mean over the benchmarks, so the table fits a terminal; per-benchmark values are in `tdro sql`.
-    The arm column is left out when it only restates the measure (a sweep over `dro.measure` alone)."""
+    """One row per model (the shared zero-shot and baseline models once, then arm x transfer), one column
+    per metric: the mean over the benchmarks, so the table fits a terminal; per-benchmark values are in
+    `tdro sql`. The arm column is left out when it only restates the measure (a sweep over `dro.measure`
+    alone)."""
     metrics = sorted({r["metric"] for r in rows.records()})
     values: dict[tuple[Any, ...], dict[str, list[float]]] = {}
     for r in rows.records():
-        baseline = r["transfer"] == "baseline"
-        key = ("(all)" if baseline else r["arm"], r["transfer"], r["measure"])
+        shared = r["transfer"] in SHARED_TRANSFERS
+        key = ("(all)" if shared else r["arm"], r["transfer"], r["measure"])
         values.setdefault(key, {}).setdefault(r["metric"], []).append(r["value"])
     out = []
     for key, per_metric in values.items():
@@ -376,7 +378,7 @@ def results_table(rows: Rows) -> tuple[list[str], list[list[Any]]]:
         means = [sum(v) / len(v) if (v := per_metric.get(m)) else None for m in metrics]
         out.append([*key, *means])
     columns = ["arm", "transfer", "measure", *(f"mean {m}" for m in metrics)]
-    arms_are_measures = all(row[1] == "baseline" or row[0] == f"dro.measure={row[2]}" for row in out)
-    if arms_are_measures and any(row[1] != "baseline" for row in out):
+    arms_are_measures = all(row[1] in SHARED_TRANSFERS or row[0] == f"dro.measure={row[2]}" for row in out)
+    if arms_are_measures and any(row[1] not in SHARED_TRANSFERS for row in out):
         return columns[1:], [row[1:] for row in out]
     return columns, out

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tdro.catalog.query import Rows, cell, run_sql
+from tdro.catalog.schema import MODEL_ORDER
 from tdro.errors import UserError
 from tdro.report import plots
 
@@ -60,7 +61,7 @@ def write_report(catalog: str | Path, experiment: str, out: str | Path | None = 
     sections += ["## Arms", "", _md_table(["arm", "assignments", "base model"], arm_rows), ""]
 
     results = run_sql(catalog, "SELECT * FROM results WHERE experiment = ? "
-                      "ORDER BY arm, transfer = 'baseline' DESC, transfer", [experiment])
+                      f"ORDER BY arm, {MODEL_ORDER}", [experiment])
     sections += ["## Results", ""]
     if not results.rows:
         sections += ["No evaluation has finished yet.", ""]

@@ -174,6 +174,8 @@ class EvaluateSpec(_Section, SearchConfig):
     """The benchmarks and metrics, and how they are searched (SearchConfig's fields, flat)."""
 
     benchmarks: list[str] = Field(default_factory=list)  # benchmark card names
+    # the base model is evaluated too (a `zero_shot` row in every results table); shapes the graph only
+    zero_shot: Annotated[bool, RUN_ONLY] = True
     metrics: list[str] = Field(default_factory=lambda: ["ndcg@10", "recall@100"])
 
     @field_validator("metrics")
@@ -266,9 +268,32 @@ class DedupSpec(_Section):
     benchmarks: list[str] | None = None  # benchmark card names; None: every benchmark the arm evaluates
 
 
+class HoldoutSpec(_Section):
+    """A held-out test set carved out of each pairs dataset before anything else reads it.
+
+    `queries` distinct queries (ranked by a seeded hash of their text, so the choice does not depend on
+    row order) become a retrieval benchmark named `heldout-<dataset>`: those queries, their positives as
+    qrels, and a corpus of the dataset's passages (their positives first, then others in hash order, up
+    to `corpus`). Every row of a held-out query leaves the training data; the rest trains, cut to the
+    first `train_queries` distinct queries in the same order when that is set (a CPU-sized run)."""
+
+    queries: int = Field(200, ge=1)
+    corpus: int | None = Field(None, ge=1)  # None: every distinct passage of the dataset
+    train_queries: int | None = Field(None, ge=1)  # None: every query that is not held out
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _corpus(self) -> HoldoutSpec:
+        if self.corpus is not None and self.corpus < self.queries:
+            raise ValueError(f"corpus ({self.corpus}) must hold at least the held-out queries "
+                             f"({self.queries})")
+        return self
+
+
 class DatasetPrepareSpec(_Section):
     """Per-dataset overrides of the `prepare` section."""
 
+    holdout: bool | None = None  # None: every pairs dataset when `prepare.holdout` is set
     mine: bool | None = None  # None: mine pairs and BEIR sources only; True: re-mine query groups too
     negatives: int | None = Field(None, ge=1)
     depth: tuple[int, int] | None = None
@@ -280,6 +305,7 @@ class PrepareSpec(_Section):
     """Data preparation before stage 0: `mine` per dataset that needs negatives, then `dedup`."""
 
     retriever: str | ModelCard | None = None  # model card name or inline card; needed when anything is mined
+    holdout: HoldoutSpec | None = None  # None: no held-out test sets are carved out
     mine: MineSpec = MineSpec()
     dedup: DedupSpec = DedupSpec()
     datasets: dict[str, DatasetPrepareSpec] = Field(default_factory=dict)
@@ -298,6 +324,12 @@ class PrepareSpec(_Section):
         if override is not None and override.mine is not None:
             return override.mine
         return not has_negatives
+
+    def holds_out(self, dataset: str, is_pairs: bool) -> bool:
+        override = self.datasets.get(dataset)
+        if override is not None and override.holdout is not None:
+            return override.holdout
+        return self.holdout is not None and is_pairs
 
     def dedups(self, dataset: str) -> bool:
         override = self.datasets.get(dataset)

@@ -12,8 +12,8 @@ their stage ids count, their paths do not. Input content enters as fingerprints 
 Stage outputs, all in `output_dir` (the runner launches into `runs/<kind>-<id12>.partial/` and renames it
 to `runs/<kind>-<id12>/` once `result.json` exists and the job exited 0). Jobs never open the catalog.
 What each kind writes (`result.json`, its files and parquet columns) is stated once, by the result models
-in `tdro.spec.stage_result` (`TrainResult`, `OptimizeResult`, `EvaluateResult`, `MineResult`,
-`DedupResult`).
+in `tdro.spec.stage_result` (`TrainResult`, `OptimizeResult`, `EvaluateResult`, `HoldoutResult`,
+`MineResult`, `DedupResult`).
 A job exits 0 on success, 2 on a `UserError` (one line on stderr), anything else on a bug.
 """
 
@@ -30,6 +30,7 @@ from tdro.spec.experiment import (
     DedupSpec,
     DroSpec,
     EvaluateSpec,
+    HoldoutSpec,
     MineSpec,
     ResourcesSpec,
     TrackingSpec,
@@ -129,17 +130,36 @@ class OptimizeStageFile(_TrainingStageFile):
         return self.reference_model.path if self.reference_model else None
 
 
-class EvaluateStageFile(_StageFile):
-    kind: Literal["evaluate"] = "evaluate"
-    model_under_test: Upstream  # a retriever folder (tdro-saved, or plain HF / sentence-transformers)
+class _BenchmarkReader(_StageFile):
     benchmarks: list[BenchmarkCard]
-    benchmark_fingerprints: dict[str, str] = Field(default_factory=dict)  # name -> content hash
+    # name -> content hash; a held-out benchmark's is the id of the holdout stage that writes it
+    benchmark_fingerprints: dict[str, str] = Field(default_factory=dict)
+    # name -> the holdout stage's test folder, for benchmarks carved out in the graph (the card's path)
+    benchmark_data: dict[str, Upstream] = Field(default_factory=dict)
+
+    def inert_fields(self) -> set[str]:
+        return set() if self.benchmark_data else {"benchmark_data"}  # stages without them keep their ids
+
+
+class EvaluateStageFile(_BenchmarkReader):
+    kind: Literal["evaluate"] = "evaluate"
+    # a retriever folder (tdro-saved, or plain HF / sentence-transformers); None: the base model `model`
+    model_under_test: Upstream | None
     evaluate: EvaluateSpec
     cache_dir: Annotated[str | None, RUN_ONLY] = None  # embedding cache shared across stages
 
-    @property
-    def model_dir(self) -> str:
-        return self.model_under_test.path
+
+class HoldoutStageFile(_StageFile):
+    """One pairs dataset split into training pairs and a held-out retrieval benchmark; no model."""
+
+    kind: Literal["holdout"] = "holdout"
+    model: ModelCard | None = None  # type: ignore[assignment]
+    dataset: DatasetCard
+    dataset_fingerprint: str
+    holdout: HoldoutSpec
+
+    def inert_fields(self) -> set[str]:
+        return {"seed"}  # the split has its own seed, so every training seed shares it
 
 
 class MineStageFile(_StageFile):
@@ -147,12 +167,20 @@ class MineStageFile(_StageFile):
 
     kind: Literal["mine"] = "mine"
     dataset: DatasetCard  # source pairs or beir (or groups, re-mined on request)
-    dataset_fingerprint: str
+    dataset_fingerprint: str | None  # of the card's own data when `data` is None
+    data: Upstream | None = None  # the holdout stage's training pairs; None: the card's own data
     mine: MineSpec
     cache_dir: Annotated[str | None, RUN_ONLY] = None  # the embedding cache shared with evaluate stages
 
+    def inert_fields(self) -> set[str]:
+        return set() if self.data else {"data"}
 
-class DedupStageFile(_StageFile):
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data.path) if self.data else self.dataset.resolved_path
+
+
+class DedupStageFile(_BenchmarkReader):
     """One dataset's training queries against benchmark queries; no model (mining's counts via `groups`)."""
 
     kind: Literal["dedup"] = "dedup"
@@ -160,19 +188,18 @@ class DedupStageFile(_StageFile):
     dataset: DatasetCard
     groups: Upstream | None = None  # the mine stage's query groups; None: the card's own query groups
     dataset_fingerprint: str | None = None  # of the card's own data when `groups` is None
-    benchmarks: list[BenchmarkCard]
-    benchmark_fingerprints: dict[str, str] = Field(default_factory=dict)
     dedup: DedupSpec
 
     def inert_fields(self) -> set[str]:
-        return {"seed"}  # nothing is drawn
+        return {"seed", *super().inert_fields()}  # nothing is drawn
 
     @property
     def groups_path(self) -> str:
         return self.groups.path if self.groups else str(self.dataset.resolved_path)
 
 
-StageFileT = TrainStageFile | OptimizeStageFile | EvaluateStageFile | MineStageFile | DedupStageFile
+StageFileT = (TrainStageFile | OptimizeStageFile | EvaluateStageFile | HoldoutStageFile | MineStageFile
+              | DedupStageFile)
 StageFile = Annotated[StageFileT, Field(discriminator="kind")]
 
 

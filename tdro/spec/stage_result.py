@@ -12,6 +12,8 @@ the catalog's DDL by a test. Paths inside a result are relative to the stage fol
   (`TRAJECTORY_COLUMNS`: one row per alpha update and dataset), alpha's diagnostics.
 - `EvaluateResult` (`evaluate`): one `BenchmarkRecord` per benchmark (any kind);
   `per_query/<benchmark>.parquet` (retrieval; answer_recall with query ids `<language>/<id>`).
+- `HoldoutResult` (`holdout`): `train.jsonl` (the pairs left to train on) and `test/` (a BEIR folder: the
+  held-out queries, their qrels and a corpus of the dataset's passages).
 - `MineResult` (`mine`): `groups.jsonl` (query groups with mined negatives), `candidates.parquet`
   (`CANDIDATE_COLUMNS`: each query's ranked top-k doc ids and scores) and the counts of what was dropped.
 - `DedupResult` (`dedup`): `groups.jsonl` (the rows kept, verbatim), `removed.jsonl` (one `DedupMatch`
@@ -140,6 +142,30 @@ class EvaluateResult(_StageResult):
         return f"{cls.PER_QUERY_FOLDER}/{benchmark}.parquet"
 
 
+class HoldoutResult(_StageResult):
+    """A pairs dataset split in two: training pairs, and a held-out BEIR folder (its `split` is test)."""
+
+    TRAIN_FILE: ClassVar[str] = "train.jsonl"  # pairs lines `{"query", "positive", "title"?}`
+    TEST_DIR: ClassVar[str] = "test"  # corpus.jsonl, queries.jsonl, qrels/test.tsv
+    TEST_SPLIT: ClassVar[str] = "test"
+
+    kind: Literal["holdout"] = "holdout"
+    dataset: str
+    benchmark: str  # the held-out benchmark's name
+    rows_in: int  # rows read from the source
+    rows_out: int  # training pairs written
+    empty_dropped: int  # rows without a non-empty query or positive
+    test_queries: int
+    test_qrels: int
+    test_corpus: int
+    train_queries: int  # distinct training queries written
+    unused_queries: int  # distinct queries neither held out nor trained on (over `train_queries`)
+
+    @staticmethod
+    def benchmark_name(dataset: str) -> str:
+        return f"heldout-{dataset}"
+
+
 class MineResult(_StageResult):
     """Mined query groups (the training format) and each query's ranked candidates."""
 
@@ -190,7 +216,7 @@ class DedupResult(_StageResult):
     benchmarks: list[str]
 
 
-_Results = TrainResult | OptimizeResult | EvaluateResult | MineResult | DedupResult
+_Results = TrainResult | OptimizeResult | EvaluateResult | HoldoutResult | MineResult | DedupResult
 StageResult = Annotated[_Results, Field(discriminator="kind")]
 _ADAPTER: TypeAdapter[_Results] = TypeAdapter(StageResult)
 

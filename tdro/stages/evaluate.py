@@ -1,7 +1,8 @@
 """The evaluate stage: `accelerate launch -m tdro.stages.evaluate STAGE_FILE` (1 or more processes).
 
-Reads an `EvaluateStageFile`; loads the retriever in `model_dir` (its tdro_retriever.json, else the
-stage's model card gives pooling, normalisation and prompts); evaluates every benchmark card (corpus
+Reads an `EvaluateStageFile`; loads the retriever under test (a training stage's `model/`, or with
+`model_under_test` None the base model itself, zero-shot) (its tdro_retriever.json, else the stage's
+model card gives pooling, normalisation and prompts); evaluates every benchmark card (corpus
 encoding sharded across processes, search and metrics on the main process); the main process writes
 `per_query/<benchmark>.parquet` and then `result.json` (each under a temporary name, then renamed) into
 `output_dir`, as `tdro.spec.stage_result.EvaluateResult` specifies, only once every benchmark is done (a
@@ -45,6 +46,15 @@ def _write_per_query(folder: Path, name: str, per_query: dict[str, dict[str, flo
     return relative
 
 
+def model_folder(stage: EvaluateStageFile) -> str:
+    """The folder of the retriever under test: a training stage's model, or the base model's own."""
+    if stage.model_under_test is not None:
+        return stage.model_under_test.path
+    from tdro.modeling.source import resolve_model_path
+
+    return str(resolve_model_path(stage.model.source))
+
+
 def run(stage: EvaluateStageFile) -> EvaluateResult | None:
     """Evaluate every benchmark of the stage; the main process writes and returns the result."""
     from tdro.retrieval.cache import EmbeddingCache
@@ -60,9 +70,10 @@ def run(stage: EvaluateStageFile) -> EvaluateResult | None:
         ignore_identical_ids=spec.ignore_identical_ids, batch_size=spec.batch_size,
         chunk_size=spec.chunk_size,
     )
-    if not Path(stage.model_dir).is_dir():
-        raise UserError(f"model_dir {stage.model_dir}: no such folder")
-    model = resolve_folder(stage.model_dir, card=stage.model)
+    model_dir = model_folder(stage)
+    if not Path(model_dir).is_dir():
+        raise UserError(f"model_dir {model_dir}: no such folder")
+    model = resolve_folder(model_dir, card=stage.model)
     # Check every benchmark before encoding anything: a bad file fails in seconds, not after an hour.
     benches = [load_benchmark(card) for card in stage.benchmarks]
     accelerator = make_accelerator(stage.resources)
@@ -88,7 +99,7 @@ def run(stage: EvaluateStageFile) -> EvaluateResult | None:
         stage.output.mkdir(parents=True, exist_ok=True)
         outcome = EvaluateResult(
             stage_id=stage.stage_id, wall_seconds=round(time.perf_counter() - started, 3),
-            model_dir=stage.model_dir,
+            model_dir=model_dir,
             benchmarks=[BenchmarkRecord.model_validate(result.record()) for _, result in done],
             per_query={card.name: _write_per_query(stage.output, card.name, result.per_query)
                        for card, result in done if result.per_query},

@@ -1,10 +1,11 @@
 """The mine stage: `accelerate launch -m tdro.stages.mine STAGE_FILE` (1 or more processes).
 
-Reads a `MineStageFile`; reads the dataset's source (`tdro.data.sources`), refusing data whose
-fingerprint differs from the stage file's; mines it with the stage's retriever (`model`) as
-`tdro.data.miner.mine` states (encoding shared by the processes, search and selection on the main
-process); the main process writes `groups.jsonl`, `candidates.parquet` and last `result.json`
-(`tdro.spec.stage_result.MineResult`). Exit 0 on success, 2 with one line per problem for a `UserError`.
+Reads a `MineStageFile`; reads the dataset's source (`tdro.data.sources`): the card's own data, refusing
+data whose fingerprint differs from the stage file's, or a holdout stage's training pairs (`data`);
+mines it with the stage's retriever (`model`) as `tdro.data.miner.mine` states (encoding shared by the
+processes, search and selection on the main process); the main process writes `groups.jsonl`,
+`candidates.parquet` and last `result.json` (`tdro.spec.stage_result.MineResult`). Exit 0 on success,
+2 with one line per problem for a `UserError`.
 """
 
 from __future__ import annotations
@@ -50,11 +51,12 @@ def run(stage: MineStageFile) -> MineResult | None:
 
     started = time.perf_counter()
     card = stage.dataset
-    found = FingerprintCache(None).dataset_fingerprint(card.resolved_path, card.split)
-    if found != stage.dataset_fingerprint:
-        raise UserError(f"{card.path}: the data changed since the stage was planned (fingerprint "
-                        f"{found[:12]}, planned {stage.dataset_fingerprint[:12]}); plan again")
-    data = read_source(card.source, card.resolved_path, card.split)
+    if stage.data is None:  # else a holdout stage's output, which its stage id stands for
+        found = FingerprintCache(None).dataset_fingerprint(card.resolved_path, card.split)
+        if found != stage.dataset_fingerprint:
+            raise UserError(f"{card.path}: the data changed since the stage was planned (fingerprint "
+                            f"{found[:12]}, planned {(stage.dataset_fingerprint or '')[:12]}); plan again")
+    data = read_source(card.source, stage.data_path, card.split)
     from tdro.modeling.source import resolve_model_path
     from tdro.retrieval.model_folder import resolve_folder
 

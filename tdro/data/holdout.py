@@ -1,0 +1,111 @@
+"""A held-out test set carved out of a pairs dataset: the `holdout` stage's rule.
+
+Contract (torch-free; pure except the two writers):
+- `hold_out(data, spec)`: the dataset's distinct queries (exact text) are ranked by `rank_key(seed, text)`,
+  a blake2b digest, so the choice depends on neither row order nor Python's hash seed. The first
+  `spec.queries` are held out: every row with such a query leaves training, and the union of its rows'
+  positives are that query's relevant documents (score 1). The test corpus is the held-out positives
+  (in rank order of their queries), then the dataset's other passages ranked by `rank_key(seed, full
+  text)`, up to `spec.corpus` documents (all when None). Of the other queries, the first
+  `spec.train_queries` in rank order (all when None) are kept for training; kept rows keep their order.
+- A dataset with no more distinct queries than `spec.queries` is a `UserError`: nothing would be left to
+  train on.
+- `train_lines(held)`: one pairs line `{"query", "positive", "title"?}` per kept (query, positive).
+  `write_benchmark(folder, held)`: `corpus.jsonl` (`_id`, `title`, `text`), `queries.jsonl` (`_id`,
+  `text`), `qrels/test.tsv` (BEIR's header), each written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tdro.data.sources import SourceData, SourceGroup
+from tdro.errors import UserError
+from tdro.spec.experiment import HoldoutSpec
+
+QRELS_HEADER = "query-id\tcorpus-id\tscore"
+
+
+def rank_key(seed: int, text: str) -> bytes:
+    return hashlib.blake2b(f"{seed}\0{text}".encode(), digest_size=16).digest()
+
+
+@dataclass
+class HeldOut:
+    """The two parts of one dataset (passages by position in `data.passages`)."""
+
+    data: SourceData
+    train: list[SourceGroup] = field(default_factory=list)
+    test_queries: list[tuple[str, str]] = field(default_factory=list)  # (query id, text)
+    qrels: dict[str, list[int]] = field(default_factory=dict)  # query id -> passage positions
+    corpus: list[int] = field(default_factory=list)  # passage positions
+    unused_queries: int = 0
+
+    @property
+    def train_queries(self) -> int:
+        return len({group.query for group in self.train})
+
+
+def hold_out(data: SourceData, spec: HoldoutSpec) -> HeldOut:
+    """Split `data` as the module docstring states."""
+    rows: dict[str, list[SourceGroup]] = {}
+    for group in data.groups:
+        rows.setdefault(group.query, []).append(group)
+    if len(rows) <= spec.queries:
+        raise UserError(f"holdout.queries: {spec.queries} held-out queries would leave nothing to train on "
+                        f"({len(rows)} distinct queries)")
+    ranked = sorted(rows, key=lambda text: rank_key(spec.seed, text))
+    held, rest = ranked[: spec.queries], ranked[spec.queries:]
+    kept = set(rest if spec.train_queries is None else rest[: spec.train_queries])
+    out = HeldOut(data=data, unused_queries=len(rest) - len(kept))
+    out.train = [group for group in data.groups if group.query in kept]
+    positives: dict[int, None] = {}
+    for text in held:
+        groups = rows[text]
+        relevant = list(dict.fromkeys(p for group in groups for p in group.positives))
+        out.test_queries.append((groups[0].query_id, text))
+        out.qrels[groups[0].query_id] = relevant
+        positives.update(dict.fromkeys(relevant))
+    others = sorted((i for i in range(len(data.passages)) if i not in positives),
+                    key=lambda i: rank_key(spec.seed, data.passages[i].full_text))
+    room = None if spec.corpus is None else max(spec.corpus - len(positives), 0)
+    out.corpus = [*positives, *others[:room]]
+    return out
+
+
+def train_lines(held: HeldOut) -> Iterator[bytes]:
+    for group in held.train:
+        for position in group.positives:
+            passage = held.data.passages[position]
+            row = {"query": group.query, "positive": passage.text}
+            if passage.title is not None:
+                row["title"] = passage.title
+            yield json.dumps(row, ensure_ascii=False).encode()
+
+
+def _write(path: Path, lines: Iterator[str]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for line in lines:
+            handle.write(line + "\n")
+    os.replace(tmp, path)
+
+
+def write_benchmark(folder: Path, held: HeldOut, split: str) -> None:
+    """The held-out part as a BEIR folder (`qrels/<split>.tsv`)."""
+    data = held.data
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    passages = data.passages
+    _write(folder / "corpus.jsonl", (
+        json.dumps({"_id": data.doc_ids[i], "title": passages[i].title or "", "text": passages[i].text},
+                   ensure_ascii=False) for i in held.corpus))
+    _write(folder / "queries.jsonl", (json.dumps({"_id": query_id, "text": text}, ensure_ascii=False)
+                                      for query_id, text in held.test_queries))
+    qrels = (f"{query_id}\t{data.doc_ids[i]}\t1"
+             for query_id, _ in held.test_queries for i in held.qrels[query_id])
+    _write(folder / "qrels" / f"{split}.tsv", iter([QRELS_HEADER, *qrels]))
