@@ -51,6 +51,8 @@ def test_zero_shot_evaluates_the_base_model_and_changes_no_other_id(spec: Path) 
     assert zero_shot.inputs == [] and zero_shot.stage_file.model_under_test is None
     assert zero_shot.stage_file.model_weights == plan.stages[0].stage_file.model_weights  # the base model
     assert [(link.measure, link.transfer) for link in zero_shot.links] == [(None, "zero_shot")]
+    reseeded = build_plan(load(spec, "evaluate.zero_shot=true", "seed=5"))
+    assert zero_shot.id in {s.id for s in reseeded.stages}  # shared by every training seed
 
 
 def test_evaluate_metrics_change_only_evaluate_ids(spec: Path) -> None:

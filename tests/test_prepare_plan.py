@@ -130,3 +130,43 @@ def test_a_beir_split_is_mined_and_its_split_counts(project: Path) -> None:
     test = build_plan(load(project, "datasets=[tiny_train]"))
     (other,) = [s for s in test.stages if s.kind.value == "mine"]
     assert other.stage_file.dataset_fingerprint != mine.stage_file.dataset_fingerprint
+
+
+HOLDOUT = "prepare.holdout={queries: 3, corpus: 6}"
+
+
+def test_a_holdout_splits_pairs_before_mining_and_is_deduplicated_and_evaluated(project: Path) -> None:
+    plan = build_plan(load(project, HOLDOUT))
+    holdout = plan.stages[0]
+    assert [s.kind.value for s in plan.stages[:4]] == ["holdout", "mine", "dedup", "dedup"]
+    assert holdout.stage_file.dataset.name == "pairs"  # alpha is query groups: nothing to hold out
+    mine = plan.stages[1]
+    assert mine.inputs == [holdout.id] and mine.stage_file.data_path == holdout.folder / "train.jsonl"
+    benchmark = "heldout-pairs"
+    for stage in plan.stages:
+        if stage.kind.value in ("dedup", "evaluate"):
+            names = [c.name for c in stage.stage_file.benchmarks]
+            assert benchmark in names and holdout.id in stage.inputs  # every dataset is checked against it
+            assert stage.stage_file.benchmark_fingerprints[benchmark] == holdout.id
+            card = next(c for c in stage.stage_file.benchmarks if c.name == benchmark)
+            assert card.path == str(holdout.folder / "test") and card.group == "heldout"
+
+
+def test_the_training_seed_shares_holdout_mining_and_dedup(project: Path) -> None:
+    base = ids_by_kind(project, HOLDOUT)
+    other = ids_by_kind(project, HOLDOUT, "seed=2")
+    assert changed(base, other) == {"holdout": 0, "mine": 0, "dedup": 0, "reference": 1, "optimize": 1,
+                                    "train": 1, "evaluate": 2}
+
+
+def test_changing_the_holdout_reruns_everything_downstream(project: Path) -> None:
+    base = ids_by_kind(project, HOLDOUT)
+    other = ids_by_kind(project, "prepare.holdout={queries: 4, corpus: 6}")
+    # alpha's dedup reads the held-out queries too
+    assert changed(base, other) == {"holdout": 1, "mine": 1, "dedup": 2, "reference": 1, "optimize": 1,
+                                    "train": 1, "evaluate": 2}
+
+
+def test_a_holdout_of_a_query_group_dataset_is_refused(project: Path) -> None:
+    with pytest.raises(UserError, match="prepare.datasets.alpha.holdout: holdout splits a pairs source"):
+        build_plan(load(project, HOLDOUT, "prepare.datasets={alpha: {holdout: true}}"))

@@ -3,13 +3,13 @@
 Contract (torch-free; pure except the two writers):
 - `hold_out(data, spec)`: the dataset's distinct queries (exact text) are ranked by `rank_key(seed, text)`,
   a blake2b digest, so the choice depends on neither row order nor Python's hash seed. The first
-  `spec.queries` are held out: every row with such a query leaves training, and the union of its rows'
-  positives are that query's relevant documents (score 1). The test corpus is the held-out positives
-  (in rank order of their queries), then the dataset's other passages ranked by `rank_key(seed, full
-  text)`, up to `spec.corpus` documents (all when None). Of the other queries, the first
-  `spec.train_queries` in rank order (all when None) are kept for training; kept rows keep their order.
-- A dataset with no more distinct queries than `spec.queries` is a `UserError`: nothing would be left to
-  train on.
+  `spec.queries` of those with at most `spec.max_positives` distinct positives are held out: every row
+  with such a query leaves training, and the union of its rows' positives are that query's relevant
+  documents (score 1). The test corpus is the held-out positives (in rank order of their queries), then
+  the dataset's other passages ranked by `rank_key(seed, full text)`, up to `spec.corpus` documents (all
+  when None). Of the other queries, the first `spec.train_queries` in rank order (all when None) are
+  kept for training; kept rows keep their order.
+- Fewer eligible queries than `spec.queries`, or none left to train on, is a `UserError`.
 - `train_lines(held)`: one pairs line `{"query", "positive", "title"?}` per kept (query, positive).
   `write_benchmark(folder, held)`: `corpus.jsonl` (`_id`, `title`, `text`), `queries.jsonl` (`_id`,
   `text`), `qrels/test.tsv` (BEIR's header), each written atomically.
@@ -56,25 +56,29 @@ def hold_out(data: SourceData, spec: HoldoutSpec) -> HeldOut:
     rows: dict[str, list[SourceGroup]] = {}
     for group in data.groups:
         rows.setdefault(group.query, []).append(group)
-    if len(rows) <= spec.queries:
-        raise UserError(f"holdout.queries: {spec.queries} held-out queries would leave nothing to train on "
-                        f"({len(rows)} distinct queries)")
+    positives = {text: {p for group in groups for p in group.positives} for text, groups in rows.items()}
     ranked = sorted(rows, key=lambda text: rank_key(spec.seed, text))
-    held, rest = ranked[: spec.queries], ranked[spec.queries:]
+    eligible = [t for t in ranked if spec.max_positives is None or len(positives[t]) <= spec.max_positives]
+    if len(eligible) < spec.queries or len(rows) <= spec.queries:
+        raise UserError(f"holdout.queries: {spec.queries} held-out queries asked, but {len(eligible)} of the "
+                        f"{len(rows)} distinct queries can be held out and one must be left to train on")
+    held = eligible[: spec.queries]
+    chosen = set(held)
+    rest = [t for t in ranked if t not in chosen]
     kept = set(rest if spec.train_queries is None else rest[: spec.train_queries])
     out = HeldOut(data=data, unused_queries=len(rest) - len(kept))
     out.train = [group for group in data.groups if group.query in kept]
-    positives: dict[int, None] = {}
+    relevant_docs: dict[int, None] = {}
     for text in held:
         groups = rows[text]
         relevant = list(dict.fromkeys(p for group in groups for p in group.positives))
         out.test_queries.append((groups[0].query_id, text))
         out.qrels[groups[0].query_id] = relevant
-        positives.update(dict.fromkeys(relevant))
-    others = sorted((i for i in range(len(data.passages)) if i not in positives),
+        relevant_docs.update(dict.fromkeys(relevant))
+    others = sorted((i for i in range(len(data.passages)) if i not in relevant_docs),
                     key=lambda i: rank_key(spec.seed, data.passages[i].full_text))
-    room = None if spec.corpus is None else max(spec.corpus - len(positives), 0)
-    out.corpus = [*positives, *others[:room]]
+    room = None if spec.corpus is None else max(spec.corpus - len(relevant_docs), 0)
+    out.corpus = [*relevant_docs, *others[:room]]
     return out
 
 

@@ -275,9 +275,12 @@ class HoldoutSpec(_Section):
     row order) become a retrieval benchmark named `heldout-<dataset>`: those queries, their positives as
     qrels, and a corpus of the dataset's passages (their positives first, then others in hash order, up
     to `corpus`). Every row of a held-out query leaves the training data; the rest trains, cut to the
-    first `train_queries` distinct queries in the same order when that is set (a CPU-sized run)."""
+    first `train_queries` distinct queries in the same order when that is set (a CPU-sized run). Only
+    queries with at most `max_positives` relevant passages are held out (a review title such as "Great"
+    with hundreds of positives measures nothing)."""
 
     queries: int = Field(200, ge=1)
+    max_positives: int | None = Field(None, ge=1)  # None: any query may be held out
     corpus: int | None = Field(None, ge=1)  # None: every distinct passage of the dataset
     train_queries: int | None = Field(None, ge=1)  # None: every query that is not held out
     seed: int = 0

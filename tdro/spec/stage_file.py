@@ -148,6 +148,11 @@ class EvaluateStageFile(_BenchmarkReader):
     evaluate: EvaluateSpec
     cache_dir: Annotated[str | None, RUN_ONLY] = None  # embedding cache shared across stages
 
+    def inert_fields(self) -> set[str]:
+        # nothing is drawn: the base model's evaluation is shared by every training seed (a trained
+        # model's evaluation keeps the seed, as before, and differs by its model's id anyway)
+        return super().inert_fields() | ({"seed"} if self.model_under_test is None else set())
+
 
 class HoldoutStageFile(_StageFile):
     """One pairs dataset split into training pairs and a held-out retrieval benchmark; no model."""
