@@ -68,8 +68,10 @@ def test_two_processes_match_one(tmp_path, tiny_decoder_dir):
     assert keys(a) == keys(b)
     # float32 encodings of differently padded local batches differ in the last bits, and Adam's first
     # steps (~ lr * sign(grad)) amplify that for near-zero gradients; observed: alpha ~1e-5, losses
-    # ~1e-4 relative. Normalising the proxy's loss per process (the reference) instead gives 4e-2 / 2.
-    tolerance = {"alpha": 1e-4, "alpha_mean": 1e-4, "alpha_ema": 1e-4, "group_measure": 1e-2,
+    # ~1e-4 relative. With length-aware chunks on by default each process chunks its own half of the
+    # batch, so float32 sums take other paths: alpha was off by 1.7e-4 in one CI run (flaky at 1e-4).
+    # Normalising the proxy's loss per process (the reference) instead gives 4e-2 / 2: 1e-3 keeps 40x.
+    tolerance = {"alpha": 1e-3, "alpha_mean": 1e-3, "alpha_ema": 1e-3, "group_measure": 1e-2,
                  "proxy_loss": 1e-2, "ref_loss": 1e-4}
     # Errors relative to the step's scale (the largest |value| over datasets at that step): a measure
     # that is clamped to ~0 for one dataset carries float32 noise far above its own size.
