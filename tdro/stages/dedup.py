@@ -25,7 +25,7 @@ from tdro.spec.cards import BenchmarkCard
 from tdro.spec.stage_file import DedupStageFile
 from tdro.spec.stage_result import DedupMatch, DedupResult
 from tdro.stages.mine import write_lines
-from tdro.stages.runtime import run_job
+from tdro.stages.runtime import run_stage_module
 
 
 @dataclass
@@ -114,12 +114,7 @@ def run(stage: DedupStageFile) -> DedupResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    def job(stage) -> None:
-        if not isinstance(stage, DedupStageFile):
-            raise UserError(f"stage file of kind {stage.kind}: tdro.stages.dedup cannot run it")
-        run(stage)
-
-    return run_job(job, argv)
+    return run_stage_module(run, (DedupStageFile,), "tdro.stages.dedup", argv)
 
 
 if __name__ == "__main__":

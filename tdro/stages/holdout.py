@@ -19,7 +19,7 @@ from tdro.errors import UserError
 from tdro.spec.stage_file import HoldoutStageFile
 from tdro.spec.stage_result import HoldoutResult
 from tdro.stages.mine import write_lines
-from tdro.stages.runtime import run_job
+from tdro.stages.runtime import run_stage_module
 
 
 def run(stage: HoldoutStageFile) -> HoldoutResult:
@@ -48,12 +48,7 @@ def run(stage: HoldoutStageFile) -> HoldoutResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    def job(stage) -> None:
-        if not isinstance(stage, HoldoutStageFile):
-            raise UserError(f"stage file of kind {stage.kind}: tdro.stages.holdout cannot run it")
-        run(stage)
-
-    return run_job(job, argv)
+    return run_stage_module(run, (HoldoutStageFile,), "tdro.stages.holdout", argv)
 
 
 if __name__ == "__main__":
