@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test demo real lint bench clean
 
 install: $(STAMP)
 
@@ -33,6 +33,11 @@ test: install
 demo: install
 	$(BIN)/tdro run experiments/demo.yaml
 	$(BIN)/tdro report demo
+
+# the real-data experiment (README "Real data"); TDRO_REAL_DATA points at the folder holding train/ and beir/
+real: install
+	$(BIN)/tdro run experiments/real.yaml
+	$(BIN)/tdro report real
 
 lint: install
 	$(BIN)/ruff check tdro tests bench
