@@ -107,3 +107,25 @@ def test_written_parts_read_back_as_pairs_and_as_a_beir_folder(pairs: Path, tmp_
     assert len(bench.doc_ids) == len(data.passages)  # corpus None: every passage
     for query_id, _ in held.test_queries:
         assert set(bench.qrels[query_id]) == {data.doc_ids[i] for i in held.qrels[query_id]}
+
+
+def holdout_stage(pairs: Path, out: Path, fingerprint: str):  # type: ignore[no-untyped-def]
+    from tdro.spec.cards import DatasetCard
+    from tdro.spec.stage_file import HoldoutStageFile
+
+    card = DatasetCard(name="toy", path=str(pairs), source="pairs", instructions=["Find it"])
+    return HoldoutStageFile(stage_id="test-holdout", experiment="tests", seed=0, output_dir=str(out),
+                            dataset=card, dataset_fingerprint=fingerprint, holdout=HoldoutSpec(queries=2))
+
+
+def test_the_holdout_stage_writes_both_parts_and_refuses_changed_data(pairs: Path, tmp_path: Path) -> None:
+    from tdro.data.files import FingerprintCache
+    from tdro.stages import holdout
+
+    planned = FingerprintCache(None).dataset_fingerprint(pairs)
+    result = holdout.run(holdout_stage(pairs, tmp_path / "out", planned))
+    assert (result.rows_in, result.rows_out, result.test_queries) == (9, len(read_pairs(
+        tmp_path / "out" / "train.jsonl").groups), 2)
+    assert result.benchmark == "heldout-toy" and (tmp_path / "out" / "test" / "qrels" / "test.tsv").is_file()
+    with pytest.raises(UserError, match="the data changed since the stage was planned"):
+        holdout.run(holdout_stage(pairs, tmp_path / "again", "0" * 64))

@@ -111,3 +111,16 @@ class FingerprintCache:
         tmp.write_text(json.dumps(self._entries, sort_keys=True))
         tmp.replace(self.path)
         self._dirty = False
+
+
+def data_changed(shown: object, found: str, planned: str) -> UserError:
+    """The error of a stage whose input data no longer has the fingerprint it was planned with."""
+    return UserError(f"{shown}: the data changed since the stage was planned (fingerprint {found[:12]}, "
+                     f"planned {planned[:12]}); plan again")
+
+
+def require_fingerprint(shown: object, path: Path, split: str | None, planned: str) -> None:
+    """Refuse data at `path` (a dataset, or a BEIR folder's `split`) whose fingerprint is not `planned`."""
+    found = FingerprintCache(None).dataset_fingerprint(path, split)
+    if found != planned:
+        raise data_changed(shown, found, planned)

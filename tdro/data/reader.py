@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tdro.data.files import dataset_files, fingerprint
+from tdro.data.files import data_changed, dataset_files, fingerprint
 from tdro.data.records import BadLine, QueryGroup, decode_group
 from tdro.errors import UserError
 
@@ -179,8 +179,7 @@ class JsonlReader:
             self._indexes.append(index)
         self.fingerprint = fingerprint([ix.sha256 for ix in self._indexes])
         if expected_fingerprint is not None and self.fingerprint != expected_fingerprint:
-            raise UserError(f"{self.path}: the data changed since the stage was planned (fingerprint "
-                            f"{self.fingerprint[:12]}, planned {expected_fingerprint[:12]}); plan again")
+            raise data_changed(self.path, self.fingerprint, expected_fingerprint)
         self.skipped: list[str] = [msg for ix in self._indexes for msg in ix.bad]
         if self.skipped and not skip_bad_lines:
             more = len(self.skipped) - 1

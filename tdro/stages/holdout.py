@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 
-from tdro.data.files import FingerprintCache
+from tdro.data.files import require_fingerprint
 from tdro.data.holdout import hold_out, train_lines, write_benchmark
 from tdro.data.sources import read_source
 from tdro.enums import DataSource
@@ -27,10 +27,7 @@ def run(stage: HoldoutStageFile) -> HoldoutResult:
     card = stage.dataset
     if card.source is not DataSource.pairs:
         raise UserError(f"dataset {card.name}: holdout splits a pairs source, not {card.source.value}")
-    found = FingerprintCache(None).dataset_fingerprint(card.resolved_path, card.split)
-    if found != stage.dataset_fingerprint:
-        raise UserError(f"{card.path}: the data changed since the stage was planned (fingerprint "
-                        f"{found[:12]}, planned {stage.dataset_fingerprint[:12]}); plan again")
+    require_fingerprint(card.path, card.resolved_path, card.split, stage.dataset_fingerprint)
     data = read_source(card.source, card.resolved_path)
     held = hold_out(data, stage.holdout)
     stage.output.mkdir(parents=True, exist_ok=True)

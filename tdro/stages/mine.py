@@ -15,8 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from tdro.data.files import FingerprintCache
-from tdro.errors import UserError
+from tdro.data.files import require_fingerprint
 from tdro.spec.stage_file import MineStageFile
 from tdro.spec.stage_result import MineResult
 from tdro.stages.outputs import write_parquet
@@ -52,10 +51,7 @@ def run(stage: MineStageFile) -> MineResult | None:
     started = time.perf_counter()
     card = stage.dataset
     if stage.data is None:  # else a holdout stage's output, which its stage id stands for
-        found = FingerprintCache(None).dataset_fingerprint(card.resolved_path, card.split)
-        if found != stage.dataset_fingerprint:
-            raise UserError(f"{card.path}: the data changed since the stage was planned (fingerprint "
-                            f"{found[:12]}, planned {(stage.dataset_fingerprint or '')[:12]}); plan again")
+        require_fingerprint(card.path, card.resolved_path, card.split, stage.dataset_fingerprint or "")
     data = read_source(card.source, stage.data_path, card.split)
     from tdro.modeling.source import resolve_model_path
     from tdro.retrieval.model_folder import resolve_folder
