@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tdro.data.holdout import hold_out, train_lines, write_benchmark
+from tdro.data.holdout import benchmark_lines, hold_out, train_lines
 from tdro.data.sources import read_pairs
 from tdro.errors import UserError
 from tdro.retrieval.beir import load_beir
@@ -101,7 +101,9 @@ def test_written_parts_read_back_as_pairs_and_as_a_beir_folder(pairs: Path, tmp_
     again = read_pairs(train)
     assert [(g.query, [again.passages[i].text for i in g.positives]) for g in again.groups] == [
         (g.query, [data.passages[i].text for i in g.positives]) for g in held.train]
-    write_benchmark(tmp_path / "test", held, "test")
+    for name, lines in benchmark_lines(held, "test").items():
+        (tmp_path / "test" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "test" / name).write_bytes(b"".join(line + b"\n" for line in lines))
     bench = load_beir(tmp_path / "test", "test")
     assert list(bench.query_texts) == [text for _, text in held.test_queries]
     assert len(bench.doc_ids) == len(data.passages)  # corpus None: every passage

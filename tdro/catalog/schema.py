@@ -180,6 +180,7 @@ VIEWS: dict[str, str] = {
 }
 _V1_VIEWS["weights"], _V1_VIEWS["trajectory"] = VIEWS["weights"], VIEWS["trajectory"]
 
+
 def _v4(con: duckdb.DuckDBPyConnection) -> None:
     """Holdout stages (`prepare_rows` kind `holdout`, its counts in `params`) come first in `preparation`."""
     con.execute(VIEWS["preparation"])

@@ -1,6 +1,6 @@
 """A held-out test set carved out of a pairs dataset: the `holdout` stage's rule.
 
-Contract (torch-free; pure except the two writers):
+Contract (torch-free, pure):
 - `hold_out(data, spec)`: the dataset's distinct queries (exact text) are ranked by `rank_key(seed, text)`,
   a blake2b digest, so the choice depends on neither row order nor Python's hash seed. The first
   `spec.queries` of those with at most `spec.max_positives` distinct positives are held out: every row
@@ -11,18 +11,17 @@ Contract (torch-free; pure except the two writers):
   kept for training; kept rows keep their order.
 - Fewer eligible queries than `spec.queries`, or none left to train on, is a `UserError`.
 - `train_lines(held)`: one pairs line `{"query", "positive", "title"?}` per kept (query, positive).
-  `write_benchmark(folder, held)`: `corpus.jsonl` (`_id`, `title`, `text`), `queries.jsonl` (`_id`,
-  `text`), `qrels/test.tsv` (BEIR's header), each written atomically.
+  `benchmark_lines(held, split)`: the held-out part as a BEIR folder, relative file name -> lines:
+  `corpus.jsonl` (`_id`, `title`, `text`), `queries.jsonl` (`_id`, `text`), `qrels/<split>.tsv` (BEIR's
+  header). Writing them is the stage's (`tdro.stages.holdout`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from tdro.data.sources import SourceData, SourceGroup
 from tdro.errors import UserError
@@ -56,7 +55,9 @@ def hold_out(data: SourceData, spec: HoldoutSpec) -> HeldOut:
     rows: dict[str, list[SourceGroup]] = {}
     for group in data.groups:
         rows.setdefault(group.query, []).append(group)
-    positives = {text: {p for group in groups for p in group.positives} for text, groups in rows.items()}
+    # each query's distinct positives over its rows, in order
+    positives = {text: list(dict.fromkeys(p for group in groups for p in group.positives))
+                 for text, groups in rows.items()}
     ranked = sorted(rows, key=lambda text: rank_key(spec.seed, text))
     eligible = [t for t in ranked if spec.max_positives is None or len(positives[t]) <= spec.max_positives]
     if len(eligible) < spec.queries or len(rows) <= spec.queries:
@@ -70,11 +71,10 @@ def hold_out(data: SourceData, spec: HoldoutSpec) -> HeldOut:
     out.train = [group for group in data.groups if group.query in kept]
     relevant_docs: dict[int, None] = {}
     for text in held:
-        groups = rows[text]
-        relevant = list(dict.fromkeys(p for group in groups for p in group.positives))
-        out.test_queries.append((groups[0].query_id, text))
-        out.qrels[groups[0].query_id] = relevant
-        relevant_docs.update(dict.fromkeys(relevant))
+        query_id = rows[text][0].query_id
+        out.test_queries.append((query_id, text))
+        out.qrels[query_id] = positives[text]
+        relevant_docs.update(dict.fromkeys(positives[text]))
     others = sorted((i for i in range(len(data.passages)) if i not in relevant_docs),
                     key=lambda i: rank_key(spec.seed, data.passages[i].full_text))
     room = None if spec.corpus is None else max(spec.corpus - len(relevant_docs), 0)
@@ -92,24 +92,19 @@ def train_lines(held: HeldOut) -> Iterator[bytes]:
             yield json.dumps(row, ensure_ascii=False).encode()
 
 
-def _write(path: Path, lines: Iterator[str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for line in lines:
-            handle.write(line + "\n")
-    os.replace(tmp, path)
-
-
-def write_benchmark(folder: Path, held: HeldOut, split: str) -> None:
-    """The held-out part as a BEIR folder (`qrels/<split>.tsv`)."""
+def benchmark_lines(held: HeldOut, split: str) -> dict[str, Iterator[bytes]]:
+    """The held-out part as a BEIR folder: relative file name -> its lines."""
     data = held.data
-    (folder / "qrels").mkdir(parents=True, exist_ok=True)
     passages = data.passages
-    _write(folder / "corpus.jsonl", (
-        json.dumps({"_id": data.doc_ids[i], "title": passages[i].title or "", "text": passages[i].text},
-                   ensure_ascii=False) for i in held.corpus))
-    _write(folder / "queries.jsonl", (json.dumps({"_id": query_id, "text": text}, ensure_ascii=False)
-                                      for query_id, text in held.test_queries))
+
+    def lines(rows) -> Iterator[bytes]:
+        return (json.dumps(row, ensure_ascii=False).encode() for row in rows)
+
     qrels = (f"{query_id}\t{data.doc_ids[i]}\t1"
              for query_id, _ in held.test_queries for i in held.qrels[query_id])
-    _write(folder / "qrels" / f"{split}.tsv", iter([QRELS_HEADER, *qrels]))
+    return {
+        "corpus.jsonl": lines({"_id": data.doc_ids[i], "title": passages[i].title or "",
+                               "text": passages[i].text} for i in held.corpus),
+        "queries.jsonl": lines({"_id": query_id, "text": text} for query_id, text in held.test_queries),
+        f"qrels/{split}.tsv": (line.encode() for line in (QRELS_HEADER, *qrels)),
+    }

@@ -134,7 +134,7 @@ class Stage:
 
 
 @dataclass(frozen=True)
-class HeldOut:
+class HeldOutSet:
     """A dataset's holdout stage, its training pairs, and the benchmark card of its held-out set."""
 
     stage: Stage
@@ -190,6 +190,11 @@ def _source_fingerprint(card: DatasetCard, cache: FingerprintCache) -> str:
         raise UserError(*(f"dataset {card.name}: {p}" for p in exc.problems)) from None
 
 
+def _without_model(common: dict[str, Any]) -> dict[str, Any]:
+    """The common stage-file fields of a stage that loads no model and runs as one process."""
+    return {**common, "resources": ResourcesSpec(), "model": None, "model_weights": None}
+
+
 class _Builder:
     def __init__(self, runs_dir: Path, experiment: str, registry: Registry | None = None) -> None:
         self.runs_dir = runs_dir
@@ -242,7 +247,7 @@ class _Builder:
 
     def holdout(
         self, arm: Arm, card: DatasetCard, fingerprint: str, common: dict[str, Any]
-    ) -> HeldOut | None:
+    ) -> HeldOutSet | None:
         """The holdout stage of one dataset and the benchmark it writes, if the spec carves one out."""
         prepare = arm.spec.prepare
         if prepare is None or not prepare.holds_out(card.name, is_pairs=card.source is DataSource.pairs):
@@ -251,7 +256,7 @@ class _Builder:
             raise UserError(f"prepare.datasets.{card.name}.holdout: holdout splits a pairs source, not "
                             f"{card.source.value}")
         stage = self.make(HoldoutStageFile(
-            **{**common, "resources": ResourcesSpec(), "model": None, "model_weights": None},  # no model
+            **_without_model(common),
             dataset=card, dataset_fingerprint=fingerprint, holdout=prepare.holdout or HoldoutSpec(),
         ))
         stage.add_link(StageLink(stage.id, arm.name, None, None))
@@ -260,11 +265,11 @@ class _Builder:
             name=HoldoutResult.benchmark_name(card.name), path=test.path, split=HoldoutResult.TEST_SPLIT,
             instruction=card.instructions[0], language=card.language, group=HELDOUT_GROUP,
         )
-        return HeldOut(stage, stage.output(HoldoutResult.TRAIN_FILE), benchmark, test)
+        return HeldOutSet(stage, stage.output(HoldoutResult.TRAIN_FILE), benchmark, test)
 
     def prepare(
         self, arm: Arm, card: DatasetCard, fingerprint: str, common: dict[str, Any],
-        heldout: dict[str, HeldOut],
+        heldout: dict[str, HeldOutSet],
     ) -> Upstream | None:
         """The mine and dedup stages of one dataset; the query groups training reads, or None (the card's)."""
         prepare = arm.spec.prepare
@@ -293,8 +298,7 @@ class _Builder:
         benchmarks = [*self.dedup_benchmarks(prepare, arm), *(h.benchmark for h in heldout.values())]
         if prepare.dedups(card.name) and benchmarks:
             dedup = self.make(DedupStageFile(
-                # one process, no model
-                **{**common, "resources": ResourcesSpec(), "model": None, "model_weights": None},
+                **_without_model(common),
                 dataset=card, groups=data, dataset_fingerprint=None if data else fingerprint,
                 dedup=prepare.dedup, **self.benchmark_inputs(benchmarks, heldout),
             ))
@@ -303,7 +307,7 @@ class _Builder:
         return data
 
     def benchmark_inputs(
-        self, benchmarks: list[BenchmarkCard], heldout: dict[str, HeldOut]
+        self, benchmarks: list[BenchmarkCard], heldout: dict[str, HeldOutSet]
     ) -> dict[str, Any]:
         """The benchmark fields of a stage file: cards, content fingerprints, and the holdout stages'
         folders as edges (a held-out benchmark's fingerprint is the id of the stage that writes it)."""

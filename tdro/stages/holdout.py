@@ -12,7 +12,7 @@ import sys
 import time
 
 from tdro.data.files import require_fingerprint
-from tdro.data.holdout import hold_out, train_lines, write_benchmark
+from tdro.data.holdout import benchmark_lines, hold_out, train_lines
 from tdro.data.sources import read_source
 from tdro.enums import DataSource
 from tdro.errors import UserError
@@ -32,7 +32,10 @@ def run(stage: HoldoutStageFile) -> HoldoutResult:
     held = hold_out(data, stage.holdout)
     stage.output.mkdir(parents=True, exist_ok=True)
     rows_out = write_lines(stage.output / HoldoutResult.TRAIN_FILE, train_lines(held))
-    write_benchmark(stage.output / HoldoutResult.TEST_DIR, held, HoldoutResult.TEST_SPLIT)
+    test = stage.output / HoldoutResult.TEST_DIR
+    for name, lines in benchmark_lines(held, HoldoutResult.TEST_SPLIT).items():
+        (test / name).parent.mkdir(parents=True, exist_ok=True)
+        write_lines(test / name, lines)
     result = HoldoutResult(
         stage_id=stage.stage_id, wall_seconds=round(time.perf_counter() - started, 3), dataset=card.name,
         benchmark=HoldoutResult.benchmark_name(card.name), rows_in=data.rows_in, rows_out=rows_out,
