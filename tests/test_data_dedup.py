@@ -64,6 +64,30 @@ def test_the_nearest_test_query_is_recorded() -> None:
     assert index.match("abc").item.query_id == "near"
 
 
+@pytest.mark.parametrize("max_distance", [0, 1, 2, 3, 5])
+def test_blocked_search_finds_what_comparing_with_every_test_query_finds(max_distance: int) -> None:
+    # Queries are test fingerprints with 0-6 random bits flipped; ten test fingerprints repeat (ties go to
+    # the first in input order). The index (blocked for k <= 3, exhaustive beyond) against brute force.
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    tests = [int(v) for v in rng.integers(0, 2**64, size=300, dtype=np.uint64)]
+    tests[100:110] = tests[:10]
+    flips = [sum(1 << int(b) for b in rng.choice(64, size=int(rng.integers(0, 7)), replace=False))
+             for _ in range(500)]
+    values = [tests[i % 300] ^ flip for i, flip in enumerate(flips)]
+    index = QueryIndex([BenchmarkQuery("b", str(i), "") for i in range(300)], max_distance=max_distance,
+                       values=np.array(tests, dtype=np.uint64))
+    found = index.match_many(np.array(values, dtype=np.uint64), block=64)
+    for value, match in zip(values, found, strict=True):
+        distance, position = min((hamming(value, t), i) for i, t in enumerate(tests))
+        if distance > max_distance:
+            assert match is None
+        else:
+            assert match is not None and (match.distance, match.item_position) == (distance, position)
+    assert sum(m is not None for m in found) > 50  # not vacuous (58 at distance 0)
+
+
 def group_line(query: str, qid: str) -> str:
     return json.dumps({"query_id": qid, "query": query, "positive_passages": [{"text": "p"}],
                        "negative_passages": [{"text": "n"}]})
@@ -117,11 +141,15 @@ def varied_texts() -> list[str]:
     rng = random.Random(7)
     alphabet = "abcdefghij klmnop_QRS,.!?0123 éü中文"
     texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 120))) for _ in range(300)]
-    return [*texts, "", "a", "ab_c", "!!!", "x" * 40, "q_" * 70]
+    # code points beyond U+FFFF (a CJK extension-B letter kept, an emoji dropped) take the per-gram path
+    astral = ["𠀀𠀁 abc 𠀂 defg", "emoji 😀 only dropped", "𠀀𠀁𠀂𠀃𠀄"]
+    return [*texts, *astral, "", "a", "ab_c", "!!!", "x" * 40, "q_" * 70, "abcd", "abc"]
 
 
 def test_fingerprints_equal_the_simhash_package_bit_for_bit() -> None:
     from simhash import Simhash
 
     texts = varied_texts()
-    assert [int(v) for v in fingerprints(texts, batch=64)] == [Simhash(normalize(t)).value for t in texts]
+    expected = [Simhash(normalize(t)).value for t in texts]
+    assert [int(v) for v in fingerprints(texts, batch=64)] == expected
+    assert [int(v) for v in fingerprints(texts)] == expected  # one batch, both paths in it

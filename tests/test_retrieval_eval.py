@@ -15,7 +15,7 @@ from tdro.cli.eval import app
 from tdro.enums import EosHandling, Pooling, PromptStyle
 from tdro.retrieval.beir import load_beir
 from tdro.retrieval.cache import EmbeddingCache, model_identity
-from tdro.retrieval.encode import encode_texts
+from tdro.retrieval.encode import encode_texts, length_order, process_share
 from tdro.retrieval.evaluator import Evaluator, SearchSettings
 from tdro.retrieval.metrics import parse_metrics
 from tdro.retrieval.model_folder import resolve_folder
@@ -179,6 +179,23 @@ def test_sorted_encoding_keeps_input_order(tiny_decoder_dir: Path) -> None:
     one_by_one = np.concatenate(singles)
     np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
     assert not np.allclose(batched[0], batched[1])
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_processes_encode_the_batches_one_process_encodes(world: int) -> None:
+    # Regression (issue 15): processes took every N-th *text*, so a text's batch neighbours and padding
+    # depended on N; on SciFact 1 and 2 processes mined 1 of 809 groups differently (a 4e-7 near-tie).
+    texts = [chr(97 + i % 26) * (1 + (i * 7) % 23) for i in range(23)]
+    order = length_order(texts)
+
+    def batches(share: list[int]) -> list[tuple[int, ...]]:
+        return [tuple(share[s : s + 4]) for s in range(0, len(share), 4)]
+
+    alone = batches(process_share(order, 4, 1, 0))
+    shares = [process_share(order, 4, world, r) for r in range(world)]
+    assert sorted(b for share in shares for b in batches(share)) == sorted(alone)
+    assert sorted(i for share in shares for i in share) == list(range(23))
+    assert max(map(len, shares)) - min(map(len, shares)) <= 4  # balanced to within a batch
 
 
 def test_cache_keys_on_texts_and_model(tmp_path: Path, tiny_decoder_dir: Path) -> None:

@@ -6,9 +6,11 @@ Contract:
 - `encode_texts(...)` returns float32 embeddings [len(texts), dim] in the order of `texts`. Batches are
   formed longest first (by characters): similar lengths pad little, and an out-of-memory shows at once.
   Runs under `torch.inference_mode`, with autocast when a dtype is given on a GPU.
-- With an `accelerate.Accelerator` of N processes, process r encodes every N-th text of the length order
-  (balanced work); the parts are gathered block by block and the main process returns the full array,
-  the others None.
+- With an `accelerate.Accelerator` of N processes, process r encodes every N-th batch of the length order
+  (`process_share`): each text is encoded in the same batch, beside the same texts and padded alike,
+  whatever N is, so 1 and N processes give the same bytes (splitting texts rather than batches changed
+  batch shapes and moved scores by ~1e-7, enough to swap near-ties in mining). The parts are gathered
+  block by block and the main process returns the full array, the others None.
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ _GATHER_ROWS = 8192  # rows per process per gather: bounds device memory whateve
 def length_order(texts: Sequence[str]) -> list[int]:
     """Positions of `texts`, longest first; equal lengths keep their order."""
     return sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+
+
+def process_share(order: Sequence[int], batch_size: int, world: int, rank: int) -> list[int]:
+    """The positions process `rank` of `world` encodes: batches `rank`, `rank + world`, ... of `order`."""
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    return [position for batch in batches[rank::world] for position in batch]
 
 
 def _encode_ordered(
@@ -82,7 +90,8 @@ def encode_texts(
     rank = accelerator.process_index if accelerator else 0
     device = accelerator.device if accelerator else next(encoder.parameters()).device
     order = length_order(texts)
-    mine = order[rank::world]
+    shares = [process_share(order, batch_size, world, r) for r in range(world)]
+    mine = shares[rank]
     bar = tqdm(total=len(texts), desc=desc, unit="text", disable=not show_progress or rank != 0, leave=False)
     try:
         local = _encode_ordered(
@@ -95,18 +104,18 @@ def encode_texts(
         out = np.empty((len(texts), encoder.dim), dtype=np.float32)
         out[mine] = local.numpy()
         return out
-    return _gather_to_main(local, order, accelerator, encoder.dim, len(texts))
+    return _gather_to_main(local, shares, accelerator, encoder.dim, len(texts))
 
 
 def _gather_to_main(
-    local: torch.Tensor, order: list[int], accelerator: Accelerator, dim: int, total: int
+    local: torch.Tensor, shares: list[list[int]], accelerator: Accelerator, dim: int, total: int
 ) -> np.ndarray | None:
     """Every process's rows, placed back in text order on the main process, `_GATHER_ROWS` at a time."""
     import torch
 
-    world, rank = accelerator.num_processes, accelerator.process_index
-    positions = [np.asarray(order[r::world], dtype=np.int64) for r in range(world)]
-    rows = -(-total // world)  # every process sends the same row count; short parts are zero-padded
+    world, rank = len(shares), accelerator.process_index
+    positions = [np.asarray(share, dtype=np.int64) for share in shares]
+    rows = max(len(share) for share in shares)  # every process sends this many rows; short parts are padded
     out = np.empty((total, dim), dtype=np.float32) if rank == 0 else None
     for begin in range(0, rows, _GATHER_ROWS):
         size = min(_GATHER_ROWS, rows - begin)
