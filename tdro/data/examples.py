@@ -8,6 +8,9 @@ one instruction too, drawn independently of the query's. Passages are `title + "
 All randomness comes from the `random.Random` passed in; `example_rng` makes one per
 (seed, step, process, position), so no two examples share an RNG stream and a resumed run redraws
 the same examples.
+
+`build_scored_example` turns an STS pair into a one-passage example with its score: both sentences are
+formatted as queries with the same instruction (the task is symmetric), as e5 formats STS.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import hashlib
 import random
 from dataclasses import dataclass
 
-from tdro.data.records import QueryGroup
+from tdro.data.records import QueryGroup, ScoredPair
 from tdro.enums import PromptStyle
 from tdro.errors import UserError
 from tdro.spec.cards import DatasetCard
@@ -27,6 +30,7 @@ from tdro.spec.retriever import RetrieverConfig, format_passage, format_query
 class TrainingExample:
     query: str
     passages: list[str]  # [positive, negative_1, ..., negative_{n-1}]
+    score: float | None = None  # a scored pair's gold similarity (then `passages` is the second sentence)
 
 
 def example_rng(seed: int, step: int, process_index: int, position: int) -> random.Random:
@@ -59,4 +63,13 @@ def build_example(group: QueryGroup, card: DatasetCard, passages_per_query: int,
     return TrainingExample(
         query=format_query(group.query, query_instruction, config),
         passages=[format_passage(p.full_text, passage_instruction, config) for p in [positive, *negatives]],
+    )
+
+
+def build_scored_example(pair: ScoredPair, card: DatasetCard, rng: random.Random,
+                         config: RetrieverConfig) -> TrainingExample:
+    instruction = rng.choice(card.instructions) if config.prompt_style is PromptStyle.e5 else None
+    return TrainingExample(
+        query=format_query(pair.sentence1, instruction, config),
+        passages=[format_query(pair.sentence2, instruction, config)], score=pair.score,
     )

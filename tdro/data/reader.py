@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from tdro.data.files import data_changed, dataset_files, fingerprint
-from tdro.data.records import BadLine, QueryGroup, decode_group
+from tdro.data.records import BadLine, Decoder, QueryGroup, ScoredPair, decode_group
 from tdro.errors import UserError
 
 INDEX_VERSION = 1
@@ -64,7 +64,7 @@ def default_index_dir() -> Path:
     raise UserError("no writable folder for the data index; set TDRO_INDEX_DIR")
 
 
-def scan_file(path: Path, label: str) -> FileIndex:
+def scan_file(path: Path, label: str, decode: Decoder = decode_group) -> FileIndex:
     """Read `path` once: row offsets, validation of every line, SHA-256 of the bytes."""
     hasher = hashlib.sha256()
     starts: list[np.ndarray] = []
@@ -90,7 +90,7 @@ def scan_file(path: Path, label: str) -> FileIndex:
                 continue
             ends = newlines
             begins = np.concatenate(([0], newlines[:-1] + 1))
-            ok, bad_here = _validate(buf, begins, ends, line_no, label)
+            ok, bad_here = _validate(buf, begins, ends, line_no, label, decode)
             bad.extend(bad_here)
             starts.append(begins[ok] + base)
             lengths.append((ends - begins)[ok].astype(np.int32))
@@ -107,7 +107,8 @@ def scan_file(path: Path, label: str) -> FileIndex:
     )
 
 
-def _validate(buf: bytes, begins: np.ndarray, ends: np.ndarray, first_line: int, label: str):
+def _validate(buf: bytes, begins: np.ndarray, ends: np.ndarray, first_line: int, label: str,
+              decode: Decoder):
     """Mask of valid rows among the lines of `buf`, and the bad lines' messages."""
     view = memoryview(buf)
     ok = np.ones(begins.size, dtype=bool)
@@ -120,7 +121,7 @@ def _validate(buf: bytes, begins: np.ndarray, ends: np.ndarray, first_line: int,
                 ok[i] = False
                 continue
             try:
-                decode_group(view[b:e])
+                decode(view[b:e])
             except BadLine as err:
                 ok[i] = False
                 bad.append(f"{label}:{first_line + i + 1}: {err}")
@@ -130,9 +131,10 @@ def _validate(buf: bytes, begins: np.ndarray, ends: np.ndarray, first_line: int,
     return ok, bad
 
 
-def _cache_key(path: Path) -> str:
+def _cache_key(path: Path, decode: Decoder) -> str:
     st = path.stat()
-    ident = f"{INDEX_VERSION}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    kind = "" if decode is decode_group else f"|{decode.__name__}"  # group indexes keep their old keys
+    ident = f"{INDEX_VERSION}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}{kind}"
     return hashlib.sha256(ident.encode()).hexdigest()[:32]
 
 
@@ -158,11 +160,14 @@ def _store(cache_file: Path, index: FileIndex) -> None:
 
 
 class JsonlReader:
-    """A training dataset: `len(reader)`, `reader[i] -> QueryGroup`, `.skipped`, `.fingerprint`."""
+    """A training dataset: `len(reader)`, `reader[i] -> QueryGroup` (or `ScoredPair` with
+    `decode=decode_scored_pair`), `.skipped`, `.fingerprint`."""
 
     def __init__(self, path: str | Path, *, skip_bad_lines: bool = False,
-                 cache_dir: str | Path | None = None, expected_fingerprint: str | None = None) -> None:
+                 cache_dir: str | Path | None = None, expected_fingerprint: str | None = None,
+                 decode: Decoder = decode_group) -> None:
         self.path = Path(path)
+        self.decode = decode
         self.skip_bad_lines = skip_bad_lines
         self.files = dataset_files(self.path)
         index_dir = Path(cache_dir) if cache_dir is not None else default_index_dir()
@@ -170,10 +175,10 @@ class JsonlReader:
         self.built_files: list[Path] = []  # files whose index this open had to build (not cached)
         self._indexes: list[FileIndex] = []
         for file in self.files:
-            cache_file = index_dir / f"{_cache_key(file)}.npz"
+            cache_file = index_dir / f"{_cache_key(file, decode)}.npz"
             index = _load_cached(cache_file)
             if index is None:
-                index = scan_file(file, str(file))
+                index = scan_file(file, str(file), decode)
                 _store(cache_file, index)
                 self.built_files.append(file)
             self._indexes.append(index)
@@ -193,8 +198,8 @@ class JsonlReader:
     def __len__(self) -> int:
         return int(self._cum[-1]) if self._cum.size else 0
 
-    def __getitem__(self, i: int) -> QueryGroup:
-        return decode_group(self.raw(i))
+    def __getitem__(self, i: int) -> QueryGroup | ScoredPair:
+        return self.decode(self.raw(i))
 
     def __iter__(self):
         for i in range(len(self)):

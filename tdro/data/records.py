@@ -4,13 +4,20 @@ A line is a JSON object with `query` (non-blank string), `positive_passages` (no
 optionally `negative_passages` (list, absent means empty); a passage is `{"text": str, "title"?: str,
 "docid"?: str}`. Other keys are ignored. `decode_group(raw)` returns a `QueryGroup` or raises
 `BadLine(reason)` with a short human reason.
+
+A scored pair (an STS dataset, `DataSource.sts`) is `{"sentence1": str, "sentence2": str, "score":
+number}`, both sentences non-blank; `decode_scored_pair(raw)` returns a `ScoredPair` or raises `BadLine`.
+`decoder_for(source)` is the decoder a dataset card's rows need.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import msgspec
+
+from tdro.enums import DataSource
 
 
 class BadLine(ValueError):
@@ -38,7 +45,14 @@ class QueryGroup(msgspec.Struct, frozen=True, gc=False):
     negatives: list[Passage] = msgspec.field(name="negative_passages", default_factory=list)
 
 
+class ScoredPair(msgspec.Struct, frozen=True, gc=False):
+    sentence1: Annotated[str, msgspec.Meta(pattern=r"\S")]
+    sentence2: Annotated[str, msgspec.Meta(pattern=r"\S")]
+    score: float
+
+
 _DECODER = msgspec.json.Decoder(QueryGroup)
+_PAIR_DECODER = msgspec.json.Decoder(ScoredPair)
 
 
 def _reason(err: msgspec.MsgspecError) -> str:
@@ -57,6 +71,26 @@ def decode_group(raw: bytes | memoryview | str) -> QueryGroup:
         return _DECODER.decode(raw)
     except msgspec.MsgspecError as err:
         raise BadLine(_reason(err)) from None
+
+
+def decode_scored_pair(raw: bytes | memoryview | str) -> ScoredPair:
+    try:
+        return _PAIR_DECODER.decode(raw)
+    except msgspec.MsgspecError as err:
+        text = _reason(err)
+        for field in ("sentence1", "sentence2"):
+            if text.startswith("Expected `str` matching regex") and text.endswith(f"`$.{field}`"):
+                text = f"empty {field}"
+        raise BadLine(text) from None
+
+
+Decoder = Callable[[bytes | memoryview | str], QueryGroup | ScoredPair]
+
+
+def decoder_for(source: DataSource) -> Decoder:
+    """How rows of a dataset with this source are decoded: scored pairs for `sts`, else query groups
+    (pairs and BEIR sources are read by `tdro.data.sources` and trained on as mined query groups)."""
+    return decode_scored_pair if source is DataSource.sts else decode_group
 
 
 def encode_group(group: QueryGroup) -> bytes:

@@ -5,6 +5,8 @@ tokenizer's EOS handling, and hands out optimizer steps: `next_step(micro_batche
 process's share of the next global batch as `micro_batches` tokenised `TrainBatch`es, consecutive slices
 of the process's part of the batch. `state_dict()` is JSON-able; loading it into a stream built
 with the same arguments continues the exact sequence (datasets, rows, negatives and prompts).
+An STS card (`source: sts`) is read as scored pairs and gives one-passage examples with scores; since a
+batch cannot mix them with query groups, such a stream needs homogeneous batches.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from tdro.data.collator import TrainBatch, TrainCollator
-from tdro.data.examples import build_example, example_rng
+from tdro.data.examples import build_example, build_scored_example, example_rng
 from tdro.data.reader import JsonlReader
+from tdro.data.records import ScoredPair, decoder_for
 from tdro.data.sampler import MixtureSampler
-from tdro.enums import MixtureMode
+from tdro.enums import DataSource, MixtureMode
 from tdro.errors import UserError
 from tdro.spec.cards import DatasetCard
 from tdro.spec.retriever import RetrieverConfig
@@ -32,9 +35,14 @@ class TrainingStream:
             raise UserError(f"batch_size {batch_size} is not divisible by the {num_processes} processes")
         self.cards = list(cards)
         self.names = [c.name for c in self.cards]
+        scored = [c.name for c in self.cards if c.source is DataSource.sts]
+        if scored and mode is not MixtureMode.homogeneous and len(self.cards) > 1:
+            raise UserError(f"dataset {scored[0]}: STS pairs (CoSENT) cannot share a batch with query "
+                            "groups; set homogeneous_batches: true")
         planned = fingerprints or {}  # the stage file's: a reader whose data differs refuses to open
         self.readers = [JsonlReader(c.resolved_path, skip_bad_lines=skip_bad_lines,
-                                    expected_fingerprint=planned.get(c.name)) for c in self.cards]
+                                    decode=decoder_for(c.source), expected_fingerprint=planned.get(c.name))
+                        for c in self.cards]
         self.skipped: list[list[str]] = [r.skipped for r in self.readers]
         self.sampler = MixtureSampler(
             [len(r) for r in self.readers], weights, mode, batch_size, seed, num_processes, process_index
@@ -63,16 +71,19 @@ class TrainingStream:
             )
         step = self.sampler.step
         pairs = self.last_pairs = self.sampler.next_step()
-        examples = [
-            build_example(self.readers[d][row], self.cards[d], self.passages_per_query,
-                          example_rng(self.seed, step, self.process_index, pos), self.config)
-            for pos, (d, row) in enumerate(pairs)
-        ]
+        examples = [self._example(d, row, example_rng(self.seed, step, self.process_index, pos))
+                    for pos, (d, row) in enumerate(pairs)]
         size = local // micro_batches
         return [
             self.collator(examples[i:i + size], [d for d, _ in pairs[i:i + size]])
             for i in range(0, local, size)
         ]
+
+    def _example(self, dataset: int, row: int, rng):
+        record = self.readers[dataset][row]
+        if isinstance(record, ScoredPair):
+            return build_scored_example(record, self.cards[dataset], rng, self.config)
+        return build_example(record, self.cards[dataset], self.passages_per_query, rng, self.config)
 
     def state_dict(self) -> dict:
         return {"sampler": self.sampler.state_dict(), "fingerprints": self.fingerprints}

@@ -273,6 +273,8 @@ class _Builder:
     ) -> Upstream | None:
         """The mine and dedup stages of one dataset; the query groups training reads, or None (the card's)."""
         prepare = arm.spec.prepare
+        if card.source is DataSource.sts:
+            return None  # scored pairs are trained on as they are (CoSENT): nothing to mine
         if prepare is None:
             if card.source is not DataSource.groups:
                 raise UserError(f"dataset {card.name}: source {card.source.value} has no negatives; add a "
@@ -344,14 +346,30 @@ class _Builder:
         training = {**common, "datasets": datasets, "prepared_data": prepared,
                     "dataset_fingerprints": {n: f for n, f in fingerprints.items() if n not in prepared},
                     "data": spec.data}
-        measure = spec.dro.measure.value
-
+        scored = [card.name for card in arm.datasets if card.source is DataSource.sts]
+        if scored and len(arm.datasets) > 1 and not spec.train.homogeneous_batches:
+            raise UserError(f"dataset {scored[0]}: STS pairs (CoSENT) cannot share a batch with query "
+                            "groups; set train.homogeneous_batches: true")
         uniform = {card.name: 1.0 for card in arm.datasets}
         reference = self.make(TrainStageFile(
             **training, kind="reference", mixture=Mixture(weights=uniform), train=spec.train,
         ))
         reference.add_link(StageLink(reference.id, arm.name, None, BASELINE))
         model_stages: list[tuple[Stage, str, str | None]] = [(reference, BASELINE, None)]
+        if spec.dro is not None:
+            self.weigh(arm, training, uniform, reference, model_stages)
+        self.evaluate(arm, common, heldout, model_stages)
+
+    def weigh(self, arm: Arm, training: dict[str, Any], uniform: dict[str, float], reference: Stage,
+              model_stages: list[tuple[Stage, str, str | None]]) -> None:
+        """Stage 1 and the stage-2 trainings of its transfers, appended to `model_stages`."""
+        spec = arm.spec
+        assert spec.dro is not None
+        scored = [card.name for card in arm.datasets if card.source is DataSource.sts]
+        if scored:
+            raise UserError(f"dataset {scored[0]}: STS pairs (CoSENT) have no per-query retrieval loss for "
+                            "stage 1 to weigh; set dro: null and transfer: [] to train the baseline only")
+        measure = spec.dro.measure.value
 
         optimize = self.make(OptimizeStageFile(
             **training, initial_weights=uniform, reference_model=reference.output(MODEL_DIR), dro=spec.dro,
@@ -370,6 +388,10 @@ class _Builder:
             trained.add_link(StageLink(trained.id, arm.name, measure, transfer.label))
             model_stages.append((trained, transfer.label, measure))
 
+    def evaluate(self, arm: Arm, common: dict[str, Any], heldout: dict[str, HeldOutSet],
+                 model_stages: list[tuple[Stage, str, str | None]]) -> None:
+        """The evaluation of every model of the arm (the base model first, when zero_shot)."""
+        spec = arm.spec
         benchmarks = [*arm.benchmarks, *(h.benchmark for h in heldout.values())]
         if not benchmarks:
             return

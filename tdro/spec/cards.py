@@ -32,6 +32,7 @@ class DatasetCard(_Card):
     category: str = "general"
     symmetric: bool = False
     instructions: list[str] = Field(min_length=1)
+    cosent_scale: float = Field(20.0, gt=0)  # CoSENT's lambda, for source sts (tdro.modeling.losses.cosent)
     # informational (the reference code's `size`); the reader counts rows
     size: Annotated[int | None, RUN_ONLY] = Field(None, gt=0)
     # Name of the generator that can (re)create this dataset, e.g. "demo"; a missing path is then fine.
@@ -46,8 +47,9 @@ class DatasetCard(_Card):
         return self
 
     def inert_fields(self) -> set[str]:
-        # Query-group cards keep the ids they had before sources existed.
-        return {"source", "split"} if self.source is DataSource.groups else set()
+        # Query-group cards keep the ids they had before sources existed; the CoSENT scale acts on STS only.
+        inert = {"source", "split"} if self.source is DataSource.groups else set()
+        return inert if self.source is DataSource.sts else inert | {"cosent_scale"}
 
     @property
     def resolved_path(self) -> Path:

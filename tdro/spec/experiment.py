@@ -348,7 +348,7 @@ class ExperimentSpec(_Section):
     datasets: list[str] = Field(min_length=1)  # dataset card names
     data: DataSpec = DataSpec()
     train: TrainSpec = TrainSpec()
-    dro: DroSpec = DroSpec()
+    dro: DroSpec | None = DroSpec()  # None: no stage 1 and no stage 2, the uniform baseline only
     transfer: list[TransferSpec] = Field(
         default_factory=lambda: [TransferSpec(mode=TransferMode.top_percent, percent=70)]
     )
@@ -358,6 +358,13 @@ class ExperimentSpec(_Section):
     resources: ResourcesSpec = ResourcesSpec()
     tracking: TrackingSpec = TrackingSpec()
     output: OutputSpec = OutputSpec()
+
+    @model_validator(mode="after")
+    def _transfer_needs_weights(self) -> ExperimentSpec:
+        if self.dro is None and self.transfer:
+            raise ValueError("transfer: without stage 1 (dro: null) there are no weights to transfer; "
+                             "set transfer: [] (the uniform baseline is trained and evaluated anyway)")
+        return self
 
     @field_validator("datasets")
     @classmethod

@@ -1,8 +1,9 @@
 """The dedup stage: `python -m tdro.stages.dedup STAGE_FILE` (one process; no model).
 
-Reads a `DedupStageFile`; loads the queries of its benchmarks (`tdro.retrieval.beir.load_beir`, the
-split each card names); keeps every query-group line of `groups_path` whose query matches no benchmark
-query (`tdro.data.dedup.QueryIndex`, the stage's `max_distance`), verbatim, in order, to `groups.jsonl`;
+Reads a `DedupStageFile`; loads the test items of its benchmarks (`benchmark_queries`: queries, STS
+sentences or answer-recall questions, by the card's kind); keeps every query-group line of
+`groups_path` whose query matches no test item (`tdro.data.dedup.QueryIndex`, the stage's
+`max_distance`), verbatim, in order, to `groups.jsonl`;
 writes each removed row with its match (`DedupMatch`) to `removed.jsonl`; `result.json` last
 (`tdro.spec.stage_result.DedupResult`). `dedup_lines` is the same work for `tdro data dedup`.
 """
@@ -42,13 +43,27 @@ class DedupOutcome:
 
 
 def benchmark_queries(cards: Sequence[BenchmarkCard]) -> list[BenchmarkQuery]:
-    from tdro.retrieval.beir import load_beir
+    """The test items of every benchmark, by kind: a retrieval benchmark's queries (the split the card
+    names), both sentences of each STS pair (`<row>.sentence1|2`), an answer-recall set's questions in
+    every language (`<language>/<id>`)."""
+    from tdro.retrieval.answer_recall import AnswerBenchmark
+    from tdro.retrieval.kinds import load_benchmark
+    from tdro.retrieval.sts import StsPairs
 
     items: list[BenchmarkQuery] = []
     for card in cards:
-        bench = load_beir(card.path, card.split, name=card.name)
-        items.extend(BenchmarkQuery(card.name, q, text)
-                     for q, text in zip(bench.query_ids, bench.query_texts, strict=True))
+        data = load_benchmark(card).data
+        if isinstance(data, StsPairs):
+            for row, pair in enumerate(zip(data.sentence1, data.sentence2, strict=True)):
+                items.extend(BenchmarkQuery(card.name, f"{row}.sentence{k}", text)
+                             for k, text in enumerate(pair, start=1))
+        elif isinstance(data, AnswerBenchmark):
+            items.extend(BenchmarkQuery(card.name, f"{language.language}/{q}", text)
+                         for language in data.languages
+                         for q, text in zip(language.ids, language.questions, strict=True))
+        else:
+            items.extend(BenchmarkQuery(card.name, q, text)
+                         for q, text in zip(data.query_ids, data.query_texts, strict=True))
     return items
 
 

@@ -5,8 +5,9 @@ Run as `accelerate launch [...] -m tdro.stages.train STAGE_FILE` (a `TrainStageF
 dataset per global batch), split into `train.gradient_accumulation` micro-batches; the loss
 (`ContrastiveLoss.from_spec(train.loss)`) is InfoNCE with hard, in-batch and (optionally) cross-device
 negatives, optionally GTR-bidirectional and Matryoshka, optionally encoded in GradCache chunks of
-`train.chunk_size`. AdamW, warm-up + cosine/linear/constant schedule with a minimum-LR ratio, gradient
-clipping at `max_grad_norm`.
+`train.chunk_size`; a batch of an STS dataset (`source: sts`, scored pairs) is trained with CoSENT
+instead (`tdro.modeling.losses.cosent`, the card's `cosent_scale`). AdamW, warm-up +
+cosine/linear/constant schedule with a minimum-LR ratio, gradient clipping at `max_grad_norm`.
 
 The loop (`tdro.stages.loop.run_loop`) prefetches, checkpoints every `train.checkpoint_every` steps,
 resumes, stops on a NaN/inf loss or gradient norm with one line (exit 2) and streams the curves to W&B.
@@ -71,13 +72,24 @@ class TrainTask:
         losses = []
         for j, batch in enumerate(batches):
             batch = batch.to(self.accelerator.device)
+            loss_fn = self.loss_for(batch)
             loss = forward_backward(
-                self.model, batch.query, batch.passages, self.loss_fn, accelerator=self.accelerator,
+                self.model, batch.query, batch.passages, loss_fn, accelerator=self.accelerator,
                 token_budget=self.spec.token_budget, chunk_size=self.spec.chunk_size,
                 loss_weight=1.0 / len(batches), sync=j == len(batches) - 1,
             )
-            losses.append(loss / self.loss_fn.scale())
+            losses.append(loss / loss_fn.scale())
         return self.accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
+
+    def loss_for(self, batch):
+        """CoSENT for a batch of scored pairs (an STS dataset's: batches are homogeneous), else the
+        contrastive loss of the spec."""
+        if batch.scores is None:
+            return self.loss_fn
+        from tdro.modeling.losses import CoSENTLoss
+
+        card = self.stream.cards[int(batch.dataset_ids[0])]
+        return CoSENTLoss(batch.scores, card.cosent_scale)
 
     def after_step(self, record: StepRecord) -> dict[str, float]:
         return {} if record.dataset == "mixed" else {keys.dataset_loss(record.dataset): record.loss}

@@ -4,6 +4,7 @@
   only-hard-negatives mask, `reduction="mean"|"none"`.
 - `passage_to_query` / `gtr_loss` (bidirectional.py): the GTR bidirectional loss.
 - `matryoshka` (matryoshka.py): the sum of a loss at truncated (re-normalised) dimensions.
+- `cosent` / `CoSENTLoss` (cosent.py): CoSENT on the cosines of scored sentence pairs (STS datasets).
 - `gather_with_grad` (gather.py): all-gather across processes that keeps the local slot's gradient.
 - `ContrastiveLoss` (contrastive.py): the composition the training stages use, incl. cross-device
   negatives scaled so that DDP's gradient averaging gives the single-process full-batch gradient.
@@ -11,12 +12,15 @@
 
 from tdro.modeling.losses.bidirectional import gtr_loss, passage_to_query
 from tdro.modeling.losses.contrastive import ContrastiveLoss
+from tdro.modeling.losses.cosent import CoSENTLoss, cosent
 from tdro.modeling.losses.gather import gather_with_grad, world_size
 from tdro.modeling.losses.infonce import hard_negative_mask, info_nce, positive_columns
 from tdro.modeling.losses.matryoshka import matryoshka, truncate
 
 __all__ = [
+    "CoSENTLoss",
     "ContrastiveLoss",
+    "cosent",
     "gather_with_grad",
     "gtr_loss",
     "hard_negative_mask",
