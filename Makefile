@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test demo real lint bench clean
+.PHONY: install test demo real sts lint bench clean
 
 install: $(STAMP)
 
@@ -38,6 +38,9 @@ demo: install
 real: install
 	$(BIN)/tdro run experiments/real.yaml
 	$(BIN)/tdro report real
+
+sts: install
+	$(BIN)/tdro run experiments/sts.yaml
 
 lint: install
 	$(BIN)/ruff check tdro tests bench

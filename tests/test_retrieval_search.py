@@ -68,3 +68,43 @@ def test_top_k_larger_than_corpus() -> None:
     scores, indices = search(queries, corpus, top_k=100, chunk_size=2, exclude=excluded)
     assert 2 not in indices[0] and indices[0, -1] == -1 and scores[0, -1] == -np.inf
     assert len(to_run(scores, indices, ["a", "b", "c"], list("vwxyz"))["a"]) == 4
+
+
+def test_many_ties_beyond_faiss_window_rank_by_position() -> None:
+    # 30 copies of the best document: more than the k + 8 candidates faiss proposes, so the row is
+    # ranked over the whole chunk and the first five copies by position win.
+    queries, corpus = _vectors(4, 5), _vectors(120, 6)
+    copies = list(range(3, 120, 4))[:30]
+    corpus[copies] = queries[1] * 2
+    expected_s, expected_i = _brute_force(queries, corpus, 5)
+    scores, indices = search(queries, corpus, top_k=5, chunk_size=1000)
+    np.testing.assert_array_equal(indices, expected_i)
+    np.testing.assert_array_equal(scores, expected_s)
+    assert list(indices[1]) == copies[:5]
+
+
+def test_scores_are_exact_sums_whatever_faiss_threads_and_chunks() -> None:
+    # Regression (issue 15): faiss's float32 scores moved by ~4e-7 between 1 and 2 threads, so 1 and 2
+    # mining processes wrote different candidate scores. Scores are now exact sums cast to float32.
+    import math
+
+    import faiss
+
+    rng = np.random.default_rng(9)
+    queries = rng.standard_normal((20, 64)).astype(np.float32)
+    corpus = rng.standard_normal((500, 64)).astype(np.float32)
+    before = faiss.omp_get_max_threads()
+    try:
+        faiss.omp_set_num_threads(1)
+        one = search(queries, corpus, top_k=10, chunk_size=70)
+        faiss.omp_set_num_threads(2)
+        two = search(queries, corpus, top_k=10, chunk_size=10_000)
+    finally:
+        faiss.omp_set_num_threads(before)
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])
+    for q in (0, 7, 19):
+        for slot in (0, 9):
+            d = int(one[1][q, slot])
+            exact = math.fsum(float(a) * float(b) for a, b in zip(queries[q], corpus[d], strict=True))
+            assert one[0][q, slot] == np.float32(exact)

@@ -2,10 +2,13 @@
 
 Contract: `search(queries, corpus, top_k=..., chunk_size=...)` returns `(scores, indices)` of shape
 [num_queries, min(top_k, num_docs)], rows sorted by score descending with ties broken by corpus position
-ascending, so the result does not depend on `chunk_size`: where tied scores straddle a chunk's cut, that
-query's row is ranked exactly (rare: it takes duplicate documents). At most `chunk_size` corpus vectors
-are in an index at a time. `TopK` is the same merge for callers that produce the corpus block by block
-(the evaluator encodes and searches one chunk at a time, so the corpus matrix is never whole in memory).
+ascending. faiss proposes a window of candidates per chunk (k + 8); their scores are recomputed exactly
+(`exact_dot`: float64 sums, cast to float32) and ranked, so scores and order depend neither on
+`chunk_size` nor on faiss's kernel or thread count (1 and 2 processes mine the same bytes); a row whose
+window might miss a document (near-ties at the cut) is ranked over the whole chunk exactly. At most
+`chunk_size` corpus vectors are in an index at a time. `TopK` is the same merge for callers that produce
+the corpus block by block (the evaluator encodes and searches one chunk at a time, so the corpus matrix is
+never whole in memory).
 Missing slots (fewer candidates than k) have index -1 and score -inf. With `exclude` (the corpus
 position of each query's own id, or -1) a query never retrieves that document: `ignore_identical_ids`.
 A GPU index is used when faiss was built with GPU support and a GPU is visible.
@@ -44,17 +47,46 @@ def _merge(
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(indices, order, axis=1)
 
 
-def _settle_boundary_ties(
-    scores: np.ndarray, idx: np.ndarray, queries: np.ndarray, block: np.ndarray, need: int
+_WINDOW_MARGIN = 8  # faiss candidates asked beyond the k kept, re-scored exactly
+_ELEMENTS = 1 << 24  # float64 values per re-scoring gather ([queries, window, dim]): 128 MB
+
+
+def exact_dot(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Inner products [..., n] of queries [..., d] with vectors [..., n, d], as float32 of a float64 sum:
+    products of float32 numbers are exact in float64 and numpy sums each row in an order fixed by its
+    length, so the value depends on neither a BLAS kernel nor the thread count (faiss's float32 scores
+    differ in the last bits between them)."""
+    products = queries.astype(np.float64)[..., None, :] * vectors.astype(np.float64)
+    return products.sum(axis=-1).astype(np.float32)
+
+
+def _exact_top(
+    queries: np.ndarray, block: np.ndarray, approx: np.ndarray, idx: np.ndarray, need: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cut faiss's results (asked one longer) to `need`; where a tie crosses the cut, faiss's pick among the
-    tied documents depends on its code path, so those rows are ranked exactly by (score, position)."""
-    if scores.shape[1] > need:
-        for q in np.flatnonzero(scores[:, need - 1] == scores[:, need]):
-            full = block @ queries[q]
-            order = np.lexsort((np.arange(block.shape[0]), -full))[:need]
-            scores[q, :need], idx[q, :need] = full[order], order
-    return scores[:, :need], idx[:, :need]
+    """faiss's window of candidates re-scored by `exact_dot` and cut to `need`, best first, ties by position.
+
+    A document outside the window scored at most the window's last approximate score (plus float32 error)
+    by faiss; where that bound reaches the kept cut, the window may miss one, and that query's row is ranked
+    over the whole block exactly (rare: near-duplicate documents at the cut)."""
+    scores = np.full(idx.shape, -np.inf, dtype=np.float32)
+    batch = max(1, _ELEMENTS // max(1, idx.shape[1] * block.shape[1]))
+    for begin in range(0, len(queries), batch):
+        rows = slice(begin, begin + batch)
+        scores[rows] = exact_dot(queries[rows], block[np.maximum(idx[rows], 0)])
+    scores = np.where(idx >= 0, scores, -np.inf).astype(np.float32)
+    tie_key = np.where(idx < 0, np.iinfo(np.int64).max, idx)
+    order = np.lexsort((tie_key, -scores), axis=1)[:, :need]
+    kept_s, kept_i = np.take_along_axis(scores, order, axis=1), np.take_along_axis(idx, order, axis=1)
+    if idx.shape[1] < block.shape[0]:  # the window is not the whole block
+        last = approx[:, -1]
+        open_rows = kept_s[:, -1] <= last + 1e-4 * np.maximum(1.0, np.abs(last))
+        step = max(1, _ELEMENTS // block.shape[1])
+        for q in np.flatnonzero(open_rows):
+            parts = [exact_dot(queries[q], block[b : b + step]) for b in range(0, len(block), step)]
+            full = np.concatenate(parts)
+            ranked = np.lexsort((np.arange(len(full)), -full))[:need]
+            kept_s[q], kept_i[q] = full[ranked], ranked
+    return kept_s, kept_i
 
 
 class TopK:
@@ -91,9 +123,9 @@ class TopK:
             index = faiss.index_cpu_to_gpu(self.gpu, 0, index)
         index.add(block)
         need = min(self.top_k + self.extra, block.shape[0])
-        scores, idx = index.search(self.queries, min(need + 1, block.shape[0]))
+        approx, idx = index.search(self.queries, min(need + _WINDOW_MARGIN, block.shape[0]))
         index.reset()
-        scores, idx = _settle_boundary_ties(scores, idx, self.queries, block, need)
+        scores, idx = _exact_top(self.queries, block, approx, idx, need)
         idx = np.where(idx >= 0, idx + start, -1)
         if self.extra:
             assert self.exclude is not None  # extra > 0 only with exclude
