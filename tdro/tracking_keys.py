@@ -7,7 +7,8 @@ idempotent). Torch-free; `tdro.stages` and `tdro.plan.projection` both take thei
 Per step, every training stage: `train/loss`, `train/lr`, `train/grad_norm`, `train/seconds`,
 `train/queries_per_second`; stages 0/2 also `train/loss/<dataset>` for a one-dataset batch. Stage 1 also
 `alpha/<dataset>`, `alpha_mean/<dataset>`, `alpha_ema/<dataset>`, `group_measure/<dataset>`,
-`proxy_loss/<dataset>`, `ref_loss/<dataset>` and `alpha/grad_norm`.
+`proxy_loss/<dataset>`, `ref_loss/<dataset>` and `alpha/grad_norm`. With re-mining (`train.remine`),
+stages 0/2 log `remined/<dataset>` (groups given new negatives) at each check.
 Summary: `final_loss`, `steps` (training); `final_alpha/<dataset>`, `alpha_entropy`, `alpha_max_share`
 (stage 1); `<benchmark>/<metric>` (evaluate); `stage_id`, `arms` (every stage, from the runner).
 Tables: `weights` (stage 1: source, dataset, weight), `evaluation` (benchmark, metric, value).
@@ -54,6 +55,10 @@ def per_dataset(prefix: str, dataset: str) -> str:
 
 def dataset_loss(dataset: str) -> str:
     return per_dataset(LOSS, dataset)
+
+
+def remined(dataset: str) -> str:
+    return per_dataset("remined", dataset)
 
 
 def final_alpha(dataset: str) -> str:

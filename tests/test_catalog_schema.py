@@ -30,7 +30,7 @@ VIEW_COLUMNS = {
 def test_migrations_and_views(tmp_path: Path) -> None:
     path = tmp_path / "c.duckdb"
     with open_catalog(path) as con:
-        assert current_version(con) == SCHEMA_VERSION == 4
+        assert current_version(con) == SCHEMA_VERSION == 5
     with open_catalog(path) as con:  # opening again applies nothing twice
         assert con.execute("SELECT count(*) FROM schema_version").fetchone() == (SCHEMA_VERSION,)
     for view, columns in VIEW_COLUMNS.items():

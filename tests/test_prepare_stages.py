@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from tdro.catalog.query import run_sql
 from tdro.plan.graph import Plan, build_plan
 from tdro.plan.runner import Runner
+from tdro.spec.load import Experiment
 from tdro.spec.stage_result import MineResult
 from tests.runner_project import load, write_project
 
@@ -18,20 +20,25 @@ from tests.runner_project import load, write_project
 PREPARE = {"retriever": "tiny", "mine": {"negatives": 3, "depth": [1, 8], "top_k": 8, "batch_size": 4}}
 
 
-@pytest.fixture(scope="module")
-def plan(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Plan:
-    """A project with a pairs dataset, its mine and dedup stages run once (the jobs, then ingest)."""
-    tmp_path = tmp_path_factory.mktemp("prepare")
+def pairs_project(tmp_path: Path, model_dir: Path, **spec: Any) -> Experiment:
+    """A project with the query-group dataset `alpha` and a 20-row pairs dataset `pairs` (plus one row
+    with an empty query), loaded; `spec` as `write_project` takes it."""
     pairs = tmp_path / "own" / "pairs.jsonl"
     pairs.parent.mkdir(parents=True)
     words = ["bees", "rain", "ocean", "stars", "bread", "trains", "music", "snow", "forest", "coffee"]
     rows = [[f"what about {w} {i}", f"a passage on {w} number {i}"] for i in range(2) for w in words]
     rows.append(["", "an empty query is dropped"])
     pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    spec = write_project(tmp_path, tiny_bert_dir, datasets=("alpha", "pairs"), prepare=PREPARE)
+    path = write_project(tmp_path, model_dir, datasets=("alpha", "pairs"), **spec)
     (tmp_path / "registry" / "datasets" / "pairs.yaml").write_text(json.dumps(
         {"name": "pairs", "path": str(pairs), "source": "pairs", "instructions": ["Find the passage"]}))
-    plan = build_plan(load(spec))
+    return load(path)
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Plan:
+    """A project with a pairs dataset, its mine and dedup stages run once (the jobs, then ingest)."""
+    plan = build_plan(pairs_project(tmp_path_factory.mktemp("prepare"), tiny_bert_dir, prepare=PREPARE))
     run_prepare(plan)
     return plan
 

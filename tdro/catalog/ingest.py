@@ -29,10 +29,11 @@ from tdro.spec.stage_result import (
 from tdro.weights_file import WeightsFile
 
 STAGE_TABLES = ("mixture_weights", "trajectory_rows", "train_metrics", "eval_metrics", "prepare_rows",
-                "duplicates")
+                "duplicates", "remining_rows")
 # Each stage table holds `stage_id` plus the columns of the file it comes from (checked by a test).
 TABLE_COLUMNS = {
     "train_metrics": TrainResult.METRIC_COLUMNS,
+    "remining_rows": TrainResult.REMINING_COLUMNS,
     "trajectory_rows": OptimizeResult.TRAJECTORY_COLUMNS,
     "duplicates": tuple(DedupMatch.model_fields),
 }
@@ -207,6 +208,8 @@ def _insert_train(con: duckdb.DuckDBPyConnection, stage_id: str, folder: Path, r
     if rows:
         con.executemany("INSERT INTO mixture_weights VALUES (?, 'mixture', ?, ?)", rows)
     _insert_parquet(con, "train_metrics", stage_id, folder / result.metrics_file)
+    if result.remining_file is not None:
+        _insert_parquet(con, "remining_rows", stage_id, folder / result.remining_file)
 
 
 def _insert_optimize(

@@ -24,8 +24,10 @@ Tables (one concept each; `stage_id` is the full 64-hex stage id):
   row per holdout, mine or dedup stage (`HoldoutResult`, `MineResult`, `DedupResult`; a count a kind does
   not make is NULL, a holdout's test-set sizes are in `params`; v3, holdout first in the view: v4);
   `duplicates(stage_id, <DedupMatch's fields>)`: each training row dedup removed, with its test query.
-Views (the public surface): `results`, `group_results`, `weights`, `trajectory`, `preparation` — see
-`VIEWS`.
+- `remining_rows(stage_id, <TrainResult.REMINING_COLUMNS>)`: each re-mining check of a training stage
+  and dataset (`train.remine`; v5).
+Views (the public surface): `results`, `group_results`, `weights`, `trajectory`, `preparation`,
+`remining` — see `VIEWS`.
 """
 
 from __future__ import annotations
@@ -165,6 +167,14 @@ VIEWS: dict[str, str] = {
         FROM trajectory_rows t
         JOIN stage_arms sa ON sa.stage_id = t.stage_id
     """,
+    # How many groups re-mining gave new negatives, per check: one row per arm, model, step and dataset.
+    "remining": """
+        CREATE OR REPLACE VIEW remining AS
+        SELECT sa.experiment, sa.arm, sa.measure, sa.transfer, r.step, r.dataset, r.groups_checked,
+               r.groups_remined, r.exhausted, r.stage_id
+        FROM remining_rows r
+        JOIN stage_arms sa ON sa.stage_id = r.stage_id
+    """,
     # "What did preparation do to my data": one row per arm, dataset and prepare stage, in graph order.
     "preparation": """
         CREATE OR REPLACE VIEW preparation AS
@@ -186,8 +196,19 @@ def _v4(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(VIEWS["preparation"])
 
 
+def _v5(con: duckdb.DuckDBPyConnection) -> None:
+    """Dynamic re-mining: each check's counts (`remining_rows`, `remining`)."""
+    con.execute("""
+        CREATE TABLE remining_rows (
+            stage_id VARCHAR NOT NULL, step BIGINT, dataset VARCHAR, groups_checked BIGINT,
+            groups_remined BIGINT, exhausted BIGINT
+        );
+    """)
+    con.execute(VIEWS["remining"])
+
+
 # Append-only: version i+1 is MIGRATIONS[i]. Never edit a released migration; add one.
-MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Migration] = [_v1, _v2, _v3, _v4, _v5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

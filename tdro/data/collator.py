@@ -37,6 +37,7 @@ class TrainBatch:
     passages: dict[str, torch.Tensor]  # input_ids, attention_mask: [B * n, Lp]
     dataset_ids: torch.Tensor  # LongTensor [B]: index of each query's dataset in the stream
     scores: torch.Tensor | None = None  # FloatTensor [B]: the gold scores of a batch of scored pairs
+    rows: torch.Tensor | None = None  # LongTensor [B]: each query's row in its dataset (re-mining)
 
     @property
     def passages_per_query(self) -> int:
@@ -48,6 +49,7 @@ class TrainBatch:
             passages={k: v.to(device) for k, v in self.passages.items()},
             dataset_ids=self.dataset_ids.to(device),
             scores=None if self.scores is None else self.scores.to(device),
+            rows=self.rows,  # bookkeeping: stays on the CPU
         )
 
 
@@ -131,7 +133,8 @@ class TrainCollator:
                 )
         return encoded
 
-    def __call__(self, examples: list[TrainingExample], dataset_ids: list[int]) -> TrainBatch:
+    def __call__(self, examples: list[TrainingExample], dataset_ids: list[int],
+                 rows: list[int] | None = None) -> TrainBatch:
         import torch
 
         if len(examples) != len(dataset_ids) or not examples:
@@ -149,4 +152,5 @@ class TrainCollator:
             passages=self.encode([p for ex in examples for p in ex.passages], self.config.passage_max_length),
             dataset_ids=torch.tensor(dataset_ids, dtype=torch.long),
             scores=None if scores is None else torch.tensor(scores, dtype=torch.float32),
+            rows=None if rows is None else torch.tensor(rows, dtype=torch.long),
         )

@@ -6,12 +6,17 @@ process's share of the next global batch as `micro_batches` tokenised `TrainBatc
 of the process's part of the batch. `state_dict()` is JSON-able; loading it into a stream built
 with the same arguments continues the exact sequence (datasets, rows, negatives and prompts).
 An STS card (`source: sts`) is read as scored pairs and gives one-passage examples with scores; since a
-batch cannot mix them with query groups, such a stream needs homogeneous batches.
+batch cannot mix them with query groups, such a stream needs homogeneous batches. With `remine` (a
+`tdro.data.remine_pools.RemineSource`), a row whose negatives were re-mined is drawn with the
+replacement slice that applies at that step instead of its mined negatives.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import msgspec
 
 from tdro.data.collator import TrainBatch, TrainCollator
 from tdro.data.examples import build_example, build_scored_example, example_rng
@@ -23,12 +28,15 @@ from tdro.errors import UserError
 from tdro.spec.cards import DatasetCard
 from tdro.spec.retriever import RetrieverConfig
 
+if TYPE_CHECKING:
+    from tdro.data.remine_pools import RemineSource
+
 
 class TrainingStream:
     def __init__(self, cards: list[DatasetCard], weights: Sequence[float], *, mode: MixtureMode,
                  batch_size: int, passages_per_query: int, seed: int, config: RetrieverConfig, tokenizer,
                  num_processes: int = 1, process_index: int = 0, skip_bad_lines: bool = False,
-                 fingerprints: Mapping[str, str] | None = None) -> None:
+                 fingerprints: Mapping[str, str] | None = None, remine: RemineSource | None = None) -> None:
         if len(cards) != len(weights):
             raise ValueError(f"{len(cards)} datasets but {len(weights)} weights")
         if batch_size % num_processes:
@@ -53,6 +61,7 @@ class TrainingStream:
         self.collator = TrainCollator(tokenizer, config)
         self.config = config
         self.last_pairs: list[tuple[int, int]] = []  # (dataset, row) of each local example of the last step
+        self.remine = remine
 
     @property
     def step(self) -> int:
@@ -71,18 +80,19 @@ class TrainingStream:
             )
         step = self.sampler.step
         pairs = self.last_pairs = self.sampler.next_step()
-        examples = [self._example(d, row, example_rng(self.seed, step, self.process_index, pos))
+        examples = [self._example(d, row, example_rng(self.seed, step, self.process_index, pos), step + 1)
                     for pos, (d, row) in enumerate(pairs)]
         size = local // micro_batches
-        return [
-            self.collator(examples[i:i + size], [d for d, _ in pairs[i:i + size]])
-            for i in range(0, local, size)
-        ]
+        parts = [(examples[i:i + size], pairs[i:i + size]) for i in range(0, local, size)]
+        return [self.collator(part, [d for d, _ in where], [r for _, r in where]) for part, where in parts]
 
-    def _example(self, dataset: int, row: int, rng):
+    def _example(self, dataset: int, row: int, rng, step: int):
+        """The example of one row at optimizer step `step` (1-based: the step that trains on it)."""
         record = self.readers[dataset][row]
         if isinstance(record, ScoredPair):
             return build_scored_example(record, self.cards[dataset], rng, self.config)
+        if self.remine is not None and (negatives := self.remine.negatives(dataset, row, step)) is not None:
+            record = msgspec.structs.replace(record, negatives=negatives)
         return build_example(record, self.cards[dataset], self.passages_per_query, rng, self.config)
 
     def state_dict(self) -> dict:

@@ -201,6 +201,7 @@ class _Builder:
         self.experiment = experiment
         self.registry = registry
         self.cache = FingerprintCache(runs_dir / FINGERPRINT_CACHE_FILE)
+        self.candidates: dict[tuple[str, str], Upstream] = {}  # (arm, dataset) -> its mine stage's ranking
         self.stages: dict[str, Stage] = {}
         self.datasets: dict[tuple[str, str], DatasetRecord] = {}
         self._model_weights: dict[str, str] = {}
@@ -294,6 +295,7 @@ class _Builder:
             ))
             mine.add_link(StageLink(mine.id, arm.name, None, None))
             data = mine.output(MineResult.DATA_FILE)
+            self.candidates[(arm.name, card.name)] = mine.output(MineResult.CANDIDATES_FILE)
         elif card.source is not DataSource.groups:
             raise UserError(f"prepare.datasets.{card.name}.mine: a {card.source.value} source must be mined")
         # every held-out set is a test set of every dataset: a query of one domain may copy another's
@@ -353,12 +355,24 @@ class _Builder:
         uniform = {card.name: 1.0 for card in arm.datasets}
         reference = self.make(TrainStageFile(
             **training, kind="reference", mixture=Mixture(weights=uniform), train=spec.train,
+            remine_sources=self.remine_sources(arm),
         ))
         reference.add_link(StageLink(reference.id, arm.name, None, BASELINE))
         model_stages: list[tuple[Stage, str, str | None]] = [(reference, BASELINE, None)]
         if spec.dro is not None:
             self.weigh(arm, training, uniform, reference, model_stages)
         self.evaluate(arm, common, heldout, model_stages)
+
+    def remine_sources(self, arm: Arm) -> dict[str, Upstream]:
+        """The mined rankings stages 0 and 2 re-mine from (`train.remine`): every mined dataset's."""
+        if arm.spec.train.remine is None:
+            return {}
+        sources = {card.name: self.candidates[(arm.name, card.name)] for card in arm.datasets
+                   if (arm.name, card.name) in self.candidates}
+        if not sources:
+            raise UserError("train.remine: no dataset of the experiment is mined (prepare.mine); re-mining "
+                            "replaces negatives from a mine stage's ranked candidates")
+        return sources
 
     def weigh(self, arm: Arm, training: dict[str, Any], uniform: dict[str, float], reference: Stage,
               model_stages: list[tuple[Stage, str, str | None]]) -> None:
@@ -382,7 +396,7 @@ class _Builder:
                 model_stages.append((reference, transfer.label, None))
                 continue
             trained = self.make(TrainStageFile(
-                **training, kind="train", train=spec.train,
+                **training, kind="train", train=spec.train, remine_sources=self.remine_sources(arm),
                 mixture=Mixture(alpha_file=optimize.output(WEIGHTS_FILE), transfer=transfer),
             ))
             trained.add_link(StageLink(trained.id, arm.name, measure, transfer.label))

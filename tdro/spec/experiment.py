@@ -89,6 +89,16 @@ def _split_into_micro_batches(spec: TrainSpec | DroSpec) -> None:
         raise ValueError("batch_size must be divisible by gradient_accumulation")
 
 
+class RemineSpec(_Section):
+    """Dynamic hard-negative re-mining in stages 0 and 2 (Conan-Embedding; tdro.data.remine): every
+    `every` steps, a group whose negatives' mean cosine fell so that `ratio * current < initial` and
+    `current < max_score` gets the next slice of its mined candidates."""
+
+    every: int = Field(100, gt=0)
+    ratio: float = Field(1.15, gt=0)
+    max_score: float = 0.8
+
+
 class TrainSpec(OptimizerSpec):
     """Stages 0 (reference, uniform mixture) and 2 (transferred mixture)."""
 
@@ -101,11 +111,15 @@ class TrainSpec(OptimizerSpec):
     token_budget: int | None = Field(TOKEN_BUDGET, gt=0)
     checkpoint_every: Annotated[int, RUN_ONLY] = Field(100, gt=0)
     loss: LossSpec = LossSpec()
+    remine: RemineSpec | None = None  # None: the mined negatives are kept all along
 
     @model_validator(mode="after")
     def _divisible(self) -> TrainSpec:
         _split_into_micro_batches(self)
         return self
+
+    def inert_fields(self) -> set[str]:
+        return {"remine"} if self.remine is None else set()  # stages without it keep their ids
 
 
 class DroSpec(OptimizerSpec):

@@ -117,6 +117,11 @@ class TrainStageFile(_TrainingStageFile):
     kind: Literal["reference", "train"]
     mixture: Mixture
     train: TrainSpec
+    # dataset -> its mine stage's candidates.parquet, for re-mining (`train.remine`); empty without it
+    remine_sources: dict[str, Upstream] = Field(default_factory=dict)
+
+    def inert_fields(self) -> set[str]:
+        return super().inert_fields() | (set() if self.remine_sources else {"remine_sources"})
 
 
 class OptimizeStageFile(_TrainingStageFile):

@@ -74,6 +74,11 @@ class TrainResult(_StageResult):
     MODEL_DIR: ClassVar[str] = "model"
     METRICS_FILE: ClassVar[str] = "metrics.parquet"
     METRIC_COLUMNS: ClassVar[tuple[str, ...]] = ("step", "loss", "lr", "dataset", "grad_norm", "seconds")
+    # re-mining (train.remine): one row per check and re-mined dataset (tdro.data.remine.CheckCount)
+    REMINING_FILE: ClassVar[str] = "remining.parquet"
+    REMINING_COLUMNS: ClassVar[tuple[str, ...]] = (
+        "step", "dataset", "groups_checked", "groups_remined", "exhausted",
+    )
 
     kind: Literal["reference", "train"]
     steps: int
@@ -84,6 +89,7 @@ class TrainResult(_StageResult):
     num_processes: int = 1
     mixture: dict[str, float]  # dataset -> sampling weight (normalised)
     datasets: list[DatasetUse]
+    remining_file: str | None = None  # REMINING_FILE when the stage re-mined
 
 
 class OptimizeResult(_StageResult):

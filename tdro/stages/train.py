@@ -54,12 +54,36 @@ def build_loss(stage: TrainStageFile, encoder):
     )
 
 
-class TrainTask:
-    """Stages 0/2's part of the loop: micro-batches of one stream step, the contrastive loss."""
+class _Scored:
+    """A loss that also records each query's mean cosine with its hard negatives (re-mining's score),
+    from the representations the step computes anyway."""
 
-    def __init__(self, spec: TrainSpec, stream, model, loss_fn, accelerator) -> None:
+    def __init__(self, loss_fn, passages_per_query: int) -> None:
+        self.loss_fn, self.n = loss_fn, passages_per_query
+        self.scores = None
+
+    def scale(self) -> int:
+        return self.loss_fn.scale()
+
+    def __call__(self, q, p, *args, **kwargs):
+        import torch
+        import torch.nn.functional as F
+
+        with torch.no_grad():
+            negatives = p.detach().view(q.shape[0], self.n, -1)[:, 1:]
+            self.scores = F.cosine_similarity(q.detach()[:, None, :], negatives, dim=-1).mean(1).cpu()
+        return self.loss_fn(q, p, *args, **kwargs)
+
+
+class TrainTask:
+    """Stages 0/2's part of the loop: micro-batches of one stream step, the contrastive loss (CoSENT for
+    STS batches), and with re-mining its observations and checks (`tdro.data.remine`)."""
+
+    def __init__(self, spec: TrainSpec, stream, model, loss_fn, accelerator, remining=None) -> None:
         self.spec = spec
         self.stream, self.model, self.loss_fn, self.accelerator = stream, model, loss_fn, accelerator
+        self.remining = remining
+        self.checks: list[dict[str, Any]] = []  # REMINING_COLUMNS rows
 
     def draw(self) -> list:
         return self.stream.next_step(self.spec.gradient_accumulation)
@@ -69,17 +93,34 @@ class TrainTask:
 
         from tdro.stages.step import forward_backward
 
-        losses = []
+        losses, observed = [], []
         for j, batch in enumerate(batches):
             batch = batch.to(self.accelerator.device)
             loss_fn = self.loss_for(batch)
+            scored = self.remining is not None and batch.scores is None and batch.passages_per_query > 1
+            if scored:
+                loss_fn = _Scored(loss_fn, batch.passages_per_query)
             loss = forward_backward(
                 self.model, batch.query, batch.passages, loss_fn, accelerator=self.accelerator,
                 token_budget=self.spec.token_budget, chunk_size=self.spec.chunk_size,
                 loss_weight=1.0 / len(batches), sync=j == len(batches) - 1,
             )
             losses.append(loss / loss_fn.scale())
+            if scored:
+                observed += [(step, d, r, s) for d, r, s in zip(
+                    batch.dataset_ids.tolist(), batch.rows.tolist(), loss_fn.scores.tolist(), strict=True)
+                    if self.remining.remines(d)]
+        if self.remining is not None:
+            self.observe(observed)
         return self.accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
+
+    def observe(self, observed: list[tuple[int, int, int, float]]) -> None:
+        """Every process's observations of this step, on every process (the state stays identical)."""
+        from accelerate.utils import gather_object
+
+        everyone = gather_object(observed) if self.accelerator.num_processes > 1 else observed
+        for step, dataset, row, score in everyone:
+            self.remining.observe(dataset, row, step, score)
 
     def loss_for(self, batch):
         """CoSENT for a batch of scored pairs (an STS dataset's: batches are homogeneous), else the
@@ -92,13 +133,40 @@ class TrainTask:
         return CoSENTLoss(batch.scores, card.cosent_scale)
 
     def after_step(self, record: StepRecord) -> dict[str, float]:
-        return {} if record.dataset == "mixed" else {keys.dataset_loss(record.dataset): record.loss}
+        curves = {} if record.dataset == "mixed" else {keys.dataset_loss(record.dataset): record.loss}
+        if self.remining is not None and self.spec.remine and record.step % self.spec.remine.every == 0:
+            for count in self.remining.check(record.step, self.remining.take_pending()):
+                if self.remining.remines(count.dataset):
+                    name = self.stream.names[count.dataset]
+                    self.checks.append({**asdict(count), "dataset": name})
+                    curves[keys.remined(name)] = float(count.groups_remined)
+        return curves
 
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        if self.remining is None:
+            return {}
+        return {"remining": self.remining.state_dict(), "checks": self.checks}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        if self.remining is not None:
+            self.remining.load_state_dict(state["remining"])
+            self.checks = list(state["checks"])
+
+
+def attach_remining(stage: TrainStageFile, stream):
+    """Re-mining state over the stream's datasets (those with a mine stage), attached to the stream."""
+    from tdro.data.remine import Remining
+    from tdro.data.remine_pools import RemineSource, load_pools
+
+    assert stage.train.remine is not None
+    loaded = {i: load_pools(stage.remine_sources[card.name].path, stream.readers[i])
+              for i, card in enumerate(stream.cards) if card.name in stage.remine_sources}
+    pools = [loaded[i].pools if i in loaded else [] for i in range(len(stream.cards))]
+    negatives = [loaded[i].negatives if i in loaded else 0 for i in range(len(stream.cards))]
+    remining = Remining(pools, negatives, stage.train.remine)
+    stream.remine = RemineSource(remining, [loaded[i].passages if i in loaded else {}
+                                            for i in range(len(stream.cards))])
+    return remining
 
 
 def run(stage: TrainStageFile, *, stop_after_step: int | None = None) -> TrainResult | None:
@@ -134,15 +202,17 @@ def run(stage: TrainStageFile, *, stop_after_step: int | None = None) -> TrainRe
         skip_bad_lines=stage.data.skip_bad_lines,
         fingerprints=stage.dataset_fingerprints,
     )
+    remining = attach_remining(stage, stream) if spec.remine is not None else None
     optimizer = build_optimizer(encoder, spec)
     scheduler = build_training_schedule(optimizer, spec, spec.steps)
     model, optimizer = accelerator.prepare(encoder, optimizer)
     model.train()
 
     tracker = start_tracker(stage, accelerator)
+    task = TrainTask(spec, stream, model, loss_fn, accelerator, remining)
     try:
         end = run_loop(
-            TrainTask(spec, stream, model, loss_fn, accelerator), output=output, stream=stream,
+            task, output=output, stream=stream,
             accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler, steps=spec.steps,
             checkpoint_every=spec.checkpoint_every, max_grad_norm=spec.max_grad_norm,
             queries_per_step=spec.batch_size, tracker=tracker, started=started,
@@ -155,10 +225,13 @@ def run(stage: TrainStageFile, *, stop_after_step: int | None = None) -> TrainRe
             accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=state)
         write_parquet(output / TrainResult.METRICS_FILE, [asdict(r) for r in end.records],
                       TrainResult.METRIC_COLUMNS)
+        if remining is not None:
+            write_parquet(output / TrainResult.REMINING_FILE, task.checks, TrainResult.REMINING_COLUMNS)
         result = TrainResult(
             kind=stage.kind, stage_id=stage.stage_id, wall_seconds=end.wall_seconds(), steps=spec.steps,
             final_loss=end.final_loss, resumed_from_step=end.resumed_from_step,
             num_processes=accelerator.num_processes, mixture=weights, datasets=dataset_uses(stream),
+            remining_file=TrainResult.REMINING_FILE if remining is not None else None,
         )
         result.write(output)
         tracker.summary({keys.FINAL_LOSS: result.final_loss, keys.STEPS: spec.steps})
