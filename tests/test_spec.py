@@ -187,6 +187,22 @@ def test_bad_value_inside_a_sweep_arm(reg: Path, capsys: pytest.CaptureFixture[s
     assert "arm dro.measure=lossy" in line and "dro.measure" in line
 
 
+def test_a_sweep_into_a_null_section_is_one_line(reg: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Regression: a grid over dro.measure with `dro: null` raised a bare KeyError (a traceback).
+    null_dro = "dro: null\ntransfer: []\nsweep: {grid: {dro.measure: [loss]}}\n"
+    spec_path = write(reg, "bad.yaml", BASE + null_dro)
+    (line,) = errors_of(capsys, ["validate", str(spec_path)])
+    assert line.endswith("bad.yaml: sweep sets dro.measure, but dro is null in the spec")
+
+
+def test_without_stage_1_nothing_is_transferred(reg: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec_path = write(reg, "bad.yaml", BASE + "dro: null\n")  # the default transfer is top-70%
+    lines = errors_of(capsys, ["validate", str(spec_path)])
+    assert any("transfer: without stage 1 (dro: null)" in line for line in lines)
+    plain = load_experiment(write(reg, "ok.yaml", BASE + "dro: null\ntransfer: []\n"))
+    assert plain.spec.dro is None and plain.spec.transfer == []
+
+
 def test_key_problem_walks_lists_and_mappings() -> None:
     assert key_problem("transfer.0.percent") is None
     assert key_problem("sweep.grid.anything") is None

@@ -154,13 +154,13 @@ def _apply_overrides(conf: DictConfig, overrides: Sequence[str], where: str) -> 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     node: Any = data
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1], start=1):
         if isinstance(node, list):
             node = node[int(part)]
         else:
             node = node.setdefault(part, {})
-            if node is None:
-                raise KeyError(dotted)
+            if node is None:  # e.g. a sweep over dro.measure in a spec with `dro: null`
+                raise UserError(f"sweep sets {dotted}, but {'.'.join(parts[:depth])} is null in the spec")
     if isinstance(node, list):
         node[int(parts[-1])] = value
     else:
@@ -300,7 +300,10 @@ def load_experiment(
         data = copy.deepcopy(cast(dict[str, Any], resolved))  # each arm edits its own copy
         data.pop("sweep", None)
         for key, value in assignment.items():
-            _set_dotted(data, key, value)
+            try:
+                _set_dotted(data, key, value)
+            except UserError as exc:
+                raise UserError(f"{where}: {exc.problems[0]}") from None
         name = explicit or arm_name(assignment)
         if name in names:
             raise UserError(f"{where}: sweep: two arms named {name!r}")
