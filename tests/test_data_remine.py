@@ -99,12 +99,20 @@ def test_a_training_stage_remines_and_resumes_to_the_same_negatives(tmp_path: Pa
     a, b = (load_file(tmp_path / n / "model" / "model.safetensors") for n in ("full", "killed"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
-    # through the runner, the catalog's `remining` view holds the same counts
-    runner = Runner(plan, gpu=False)
+    # Two real processes, through the runner: each observes its own rows and they gather every step, so
+    # the decisions (here independent of score values) are the one-process run's; the catalog has them.
+    two = tmp_path / "two"
+    plan2 = build_plan(pairs_project(two, tiny_bert_dir, prepare=PREPARE, train=options,
+                                     resources={"processes": 2}))
+    run_prepare(plan2)
+    reference2 = next(s for s in plan2.stages if s.kind.value == "reference")
+    runner = Runner(plan2, gpu=False)
     runner.register()
-    assert runner.run_stage(reference).outcome.value == "done"
-    rows = run_sql(plan.catalog, "SELECT step, dataset, groups_checked, groups_remined, exhausted "
-                                 "FROM remining WHERE transfer = 'baseline' ORDER BY step").rows
+    outcome = runner.run_stage(reference2)
+    assert outcome.outcome.value == "done", outcome
+    assert pq.read_table(reference2.folder / "remining.parquet").to_pylist() == checks[0]
+    rows = run_sql(plan2.catalog, "SELECT step, dataset, groups_checked, groups_remined, exhausted "
+                                  "FROM remining WHERE transfer = 'baseline' ORDER BY step").rows
     assert [dict(zip(("step", "dataset", "groups_checked", "groups_remined", "exhausted"), r, strict=True))
             for r in rows] == checks[0]
 
