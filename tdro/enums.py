@@ -50,6 +50,9 @@ class DType(StrEnum):
 class MixtureMode(StrEnum):
     homogeneous = "homogeneous"  # one dataset per global batch, the same on every process
     mixed = "mixed"  # each example's dataset drawn by weight
+    # cross-GPU batch balance (Conan-Embedding): every dataset in every step, its share of the batch by
+    # weight, the same query groups on every process (each with its own hard negatives)
+    balanced = "balanced"
 
 
 class Measure(StrEnum):

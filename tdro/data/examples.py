@@ -40,7 +40,9 @@ def example_rng(seed: int, step: int, process_index: int, position: int) -> rand
 
 
 def build_example(group: QueryGroup, card: DatasetCard, passages_per_query: int, rng: random.Random,
-                  config: RetrieverConfig) -> TrainingExample:
+                  config: RetrieverConfig, negatives_rng: random.Random | None = None) -> TrainingExample:
+    """`negatives_rng` (default `rng`) draws the negatives alone: cross-GPU batch balance shares the
+    positive and prompts across processes and draws each process's negatives apart."""
     if passages_per_query < 1:
         raise ValueError(f"passages_per_query must be >= 1, got {passages_per_query}")
     positive = rng.choice(group.positives)
@@ -53,9 +55,9 @@ def build_example(group: QueryGroup, card: DatasetCard, passages_per_query: int,
             f"{passages_per_query} needs {wanted}; use passages_per_query: 1 or add hard negatives"
         )
     elif len(group.negatives) >= wanted:
-        negatives = rng.sample(group.negatives, wanted)
+        negatives = (negatives_rng or rng).sample(group.negatives, wanted)
     else:
-        negatives = rng.choices(group.negatives, k=wanted)
+        negatives = (negatives_rng or rng).choices(group.negatives, k=wanted)
 
     e5 = config.prompt_style is PromptStyle.e5
     query_instruction = rng.choice(card.instructions) if e5 else None

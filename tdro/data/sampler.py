@@ -8,6 +8,9 @@ complete, and the global sequence does not depend on the number of processes.
 
 - `homogeneous`: one dataset per step (the global batch), drawn with probability w_d / sum(w).
 - `mixed`: each of the step's `batch_size` positions draws its dataset independently.
+- `balanced` (cross-GPU batch balance): every step holds every dataset of positive weight, `allocate`d
+  `batch_size * w_d / sum(w)` positions (largest remainder, at least one each), in dataset order; every
+  process gets the whole global batch (the processes share the queries and differ in their negatives).
 
 Weights need not sum to 1; a zero weight means the dataset is never drawn. The state (step and each
 dataset's epoch and position) is a small JSON-able dict. `derived_seed(seed, purpose)` gives a stage a
@@ -27,6 +30,21 @@ _DATASET_STREAM = 0x5EED_D5  # separates the seed sequences of dataset draws and
 _ROW_STREAM = 0x5EED_60
 
 
+def allocate(total: int, probs: np.ndarray) -> np.ndarray:
+    """`total` positions shared by weight: at least one per positive weight, the rest by largest remainder."""
+    positive = probs > 0
+    if positive.sum() > total:
+        raise ValueError(f"{int(positive.sum())} datasets do not fit in a batch of {total}")
+    counts = positive.astype(np.int64)
+    rest = total - int(counts.sum())
+    exact = probs * rest
+    floor = np.floor(exact).astype(np.int64)
+    counts += floor
+    remainders = np.where(positive, exact - floor, -1.0)
+    counts[np.argsort(-remainders, kind="stable")[: rest - int(floor.sum())]] += 1
+    return counts
+
+
 def derived_seed(seed: int, purpose: str) -> int:
     """A seed for a stream of its own, determined by (seed, purpose) and unrelated to `seed`'s sequence."""
     digest = hashlib.sha256(f"tdro-seed|{seed}|{purpose}".encode()).digest()
@@ -44,7 +62,8 @@ class MixtureSampler:
         empty = [d for d, (n, wd) in enumerate(zip(sizes, w, strict=True)) if wd > 0 and n <= 0]
         if empty:
             raise ValueError(f"datasets {empty} have weight > 0 but no rows")
-        if batch_size <= 0 or num_processes <= 0 or batch_size % num_processes:
+        balanced = MixtureMode(mode) is MixtureMode.balanced  # every process holds the whole batch
+        if batch_size <= 0 or num_processes <= 0 or (batch_size % num_processes and not balanced):
             raise ValueError(f"batch_size {batch_size} must be a positive multiple of num_processes "
                              f"{num_processes}")
         if not 0 <= process_index < num_processes:
@@ -59,7 +78,8 @@ class MixtureSampler:
         self.seed = seed
         self.num_processes = num_processes
         self.process_index = process_index
-        self.local_batch_size = batch_size // num_processes
+        self.local_batch_size = batch_size if balanced else batch_size // num_processes
+        self.counts = allocate(batch_size, self.probs) if balanced else None
         self.step = 0
         self._cursors = [[0, 0] for _ in self.sizes]  # per dataset: [epoch, position in its permutation]
         self._perms: dict[int, tuple[int, np.ndarray]] = {}  # dataset -> (epoch, permutation)
@@ -71,6 +91,8 @@ class MixtureSampler:
         k = len(self.sizes)
         if self.mode is MixtureMode.homogeneous:
             return np.full(self.batch_size, rng.choice(k, p=self.probs), dtype=np.int64)
+        if self.counts is not None:
+            return np.repeat(np.arange(k), self.counts)
         return rng.choice(k, size=self.batch_size, p=self.probs)
 
     def _permutation(self, d: int, epoch: int) -> np.ndarray:
@@ -108,6 +130,8 @@ class MixtureSampler:
     def next_step(self) -> list[tuple[int, int]]:
         """This process's slice of the next step's global batch, as (dataset_index, row_index) pairs."""
         datasets, rows = self.next_global()
+        if self.counts is not None:
+            return list(zip(datasets.tolist(), rows.tolist(), strict=True))
         lo = self.process_index * self.local_batch_size
         hi = lo + self.local_batch_size
         return list(zip(datasets[lo:hi].tolist(), rows[lo:hi].tolist(), strict=True))

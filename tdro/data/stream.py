@@ -6,7 +6,10 @@ process's share of the next global batch as `micro_batches` tokenised `TrainBatc
 of the process's part of the batch. `state_dict()` is JSON-able; loading it into a stream built
 with the same arguments continues the exact sequence (datasets, rows, negatives and prompts).
 An STS card (`source: sts`) is read as scored pairs and gives one-passage examples with scores; since a
-batch cannot mix them with query groups, such a stream needs homogeneous batches. With `remine` (a
+batch cannot mix them with query groups, such a stream needs homogeneous or balanced batches. In
+`balanced` mode (cross-GPU batch balance) `next_step()` returns one batch per dataset, every process the
+same query groups with the same positives and prompts, each process its own draw of hard negatives
+(`example_rng` of process 0 for the group, of this process for its negatives). With `remine` (a
 `tdro.data.remine_pools.RemineSource`), a row whose negatives were re-mined is drawn with the
 replacement slice that applies at that step instead of its mined negatives.
 """
@@ -39,12 +42,12 @@ class TrainingStream:
                  fingerprints: Mapping[str, str] | None = None, remine: RemineSource | None = None) -> None:
         if len(cards) != len(weights):
             raise ValueError(f"{len(cards)} datasets but {len(weights)} weights")
-        if batch_size % num_processes:
+        if batch_size % num_processes and mode is not MixtureMode.balanced:
             raise UserError(f"batch_size {batch_size} is not divisible by the {num_processes} processes")
         self.cards = list(cards)
         self.names = [c.name for c in self.cards]
         scored = [c.name for c in self.cards if c.source is DataSource.sts]
-        if scored and mode is not MixtureMode.homogeneous and len(self.cards) > 1:
+        if scored and mode is MixtureMode.mixed and len(self.cards) > 1:
             raise UserError(f"dataset {scored[0]}: STS pairs (CoSENT) cannot share a batch with query "
                             "groups; set homogeneous_batches: true")
         planned = fingerprints or {}  # the stage file's: a reader whose data differs refuses to open
@@ -73,6 +76,8 @@ class TrainingStream:
         return [r.fingerprint for r in self.readers]
 
     def next_step(self, micro_batches: int = 1) -> list[TrainBatch]:
+        if self.sampler.mode is MixtureMode.balanced:
+            return self._balanced_step(micro_batches)
         local = self.sampler.local_batch_size
         if micro_batches < 1 or local % micro_batches:
             raise UserError(
@@ -86,14 +91,31 @@ class TrainingStream:
         parts = [(examples[i:i + size], pairs[i:i + size]) for i in range(0, local, size)]
         return [self.collator(part, [d for d, _ in where], [r for _, r in where]) for part, where in parts]
 
-    def _example(self, dataset: int, row: int, rng, step: int):
+    def _balanced_step(self, micro_batches: int) -> list[TrainBatch]:
+        if micro_batches != 1:
+            raise UserError("balanced batches hold every dataset in one step: gradient_accumulation must "
+                            "be 1")
+        step = self.sampler.step
+        pairs = self.last_pairs = self.sampler.next_step()
+        examples = [self._example(d, row, example_rng(self.seed, step, 0, pos), step + 1,
+                                  example_rng(self.seed, step, self.process_index, pos))
+                    for pos, (d, row) in enumerate(pairs)]
+        batches = []
+        for dataset in sorted({d for d, _ in pairs}):
+            where = [i for i, (d, _) in enumerate(pairs) if d == dataset]
+            batches.append(self.collator([examples[i] for i in where], [dataset] * len(where),
+                                         [pairs[i][1] for i in where]))
+        return batches
+
+    def _example(self, dataset: int, row: int, rng, step: int, negatives_rng=None):
         """The example of one row at optimizer step `step` (1-based: the step that trains on it)."""
         record = self.readers[dataset][row]
         if isinstance(record, ScoredPair):
             return build_scored_example(record, self.cards[dataset], rng, self.config)
         if self.remine is not None and (negatives := self.remine.negatives(dataset, row, step)) is not None:
             record = msgspec.structs.replace(record, negatives=negatives)
-        return build_example(record, self.cards[dataset], self.passages_per_query, rng, self.config)
+        return build_example(record, self.cards[dataset], self.passages_per_query, rng, self.config,
+                             negatives_rng)
 
     def state_dict(self) -> dict:
         return {"sampler": self.sampler.state_dict(), "fingerprints": self.fingerprints}

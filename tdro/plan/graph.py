@@ -349,7 +349,8 @@ class _Builder:
                     "dataset_fingerprints": {n: f for n, f in fingerprints.items() if n not in prepared},
                     "data": spec.data}
         scored = [card.name for card in arm.datasets if card.source is DataSource.sts]
-        if scored and len(arm.datasets) > 1 and not spec.train.homogeneous_batches:
+        if scored and len(arm.datasets) > 1 and not (spec.train.homogeneous_batches
+                                                      or spec.train.balanced_batches):
             raise UserError(f"dataset {scored[0]}: STS pairs (CoSENT) cannot share a batch with query "
                             "groups; set train.homogeneous_batches: true")
         uniform = {card.name: 1.0 for card in arm.datasets}

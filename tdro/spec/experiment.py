@@ -106,6 +106,9 @@ class TrainSpec(OptimizerSpec):
     batch_size: int = Field(2048, gt=0)  # query groups per optimizer step, over all processes
     passages_per_query: int = Field(2, ge=1)  # 1 positive + hard negatives
     homogeneous_batches: bool = True
+    # cross-GPU batch balance (Conan-Embedding): every dataset in every step, its loss summed with the
+    # others'; the processes share the query groups and each draws its own hard negatives
+    balanced_batches: bool = False
     gradient_accumulation: int = Field(1, ge=1)
     chunk_size: int | None = Field(None, gt=0)  # GradCache-style chunked encoding; None: whole batch
     token_budget: int | None = Field(TOKEN_BUDGET, gt=0)
@@ -118,8 +121,24 @@ class TrainSpec(OptimizerSpec):
         _split_into_micro_batches(self)
         return self
 
+    @model_validator(mode="after")
+    def _balanced(self) -> TrainSpec:
+        if not self.balanced_batches:
+            return self
+        if self.gradient_accumulation != 1:
+            raise ValueError("balanced_batches: every dataset is in one step; gradient_accumulation "
+                             "must be 1")
+        if self.passages_per_query < 2:
+            raise ValueError("balanced_batches: each process draws its own hard negatives; "
+                             "passages_per_query must be at least 2")
+        if self.loss.bidirectional or self.loss.matryoshka_dims or self.loss.only_hard_negatives:
+            raise ValueError("balanced_batches: the loss is InfoNCE over every process's negatives; "
+                             "bidirectional, matryoshka_dims and only_hard_negatives do not apply")
+        return self
+
     def inert_fields(self) -> set[str]:
-        return {"remine"} if self.remine is None else set()  # stages without it keep their ids
+        inert = {"remine"} if self.remine is None else set()  # stages without it keep their ids
+        return inert | ({"homogeneous_batches"} if self.balanced_batches else {"balanced_batches"})
 
 
 class DroSpec(OptimizerSpec):

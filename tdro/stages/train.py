@@ -6,8 +6,12 @@ dataset per global batch), split into `train.gradient_accumulation` micro-batche
 (`ContrastiveLoss.from_spec(train.loss)`) is InfoNCE with hard, in-batch and (optionally) cross-device
 negatives, optionally GTR-bidirectional and Matryoshka, optionally encoded in GradCache chunks of
 `train.chunk_size`; a batch of an STS dataset (`source: sts`, scored pairs) is trained with CoSENT
-instead (`tdro.modeling.losses.cosent`, the card's `cosent_scale`). AdamW, warm-up +
-cosine/linear/constant schedule with a minimum-LR ratio, gradient clipping at `max_grad_norm`.
+instead (`tdro.modeling.losses.cosent`, the card's `cosent_scale`). With `train.balanced_batches`
+(cross-GPU batch balance) a step holds one batch per dataset, every process the same query groups with
+its own negatives: each retrieval task's loss is `balanced_info_nce`, an STS task's CoSENT (computed by
+every process alike: DDP needs the same encoder calls everywhere), and the step's loss is their sum.
+AdamW, warm-up + cosine/linear/constant schedule with a minimum-LR ratio, gradient clipping at
+`max_grad_norm`.
 
 The loop (`tdro.stages.loop.run_loop`) prefetches, checkpoints every `train.checkpoint_every` steps,
 resumes, stops on a NaN/inf loss or gradient norm with one line (exit 2) and streams the curves to W&B.
@@ -75,6 +79,21 @@ class _Scored:
         return self.loss_fn(q, p, *args, **kwargs)
 
 
+class _Balanced:
+    """A retrieval task's loss in a balanced step (`balanced_info_nce`): the same value on every process."""
+
+    def __init__(self, passages_per_query: int, temperature: float) -> None:
+        self.n, self.temperature = passages_per_query, temperature
+
+    def scale(self) -> int:
+        return 1
+
+    def __call__(self, q, p):
+        from tdro.modeling.losses import balanced_info_nce
+
+        return balanced_info_nce(q, p, passages_per_query=self.n, temperature=self.temperature)
+
+
 class TrainTask:
     """Stages 0/2's part of the loop: micro-batches of one stream step, the contrastive loss (CoSENT for
     STS batches), and with re-mining its observations and checks (`tdro.data.remine`)."""
@@ -100,10 +119,12 @@ class TrainTask:
             scored = self.remining is not None and batch.scores is None and batch.passages_per_query > 1
             if scored:
                 loss_fn = _Scored(loss_fn, batch.passages_per_query)
+            # micro-batches average into the step's loss; a balanced step's tasks sum into it
+            weight = 1.0 if self.spec.balanced_batches else 1.0 / len(batches)
             loss = forward_backward(
                 self.model, batch.query, batch.passages, loss_fn, accelerator=self.accelerator,
                 token_budget=self.spec.token_budget, chunk_size=self.spec.chunk_size,
-                loss_weight=1.0 / len(batches), sync=j == len(batches) - 1,
+                loss_weight=weight, sync=j == len(batches) - 1,
             )
             losses.append(loss / loss_fn.scale())
             if scored:
@@ -112,7 +133,8 @@ class TrainTask:
                     if self.remining.remines(d)]
         if self.remining is not None:
             self.observe(observed)
-        return self.accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
+        total = torch.stack(losses).sum() if self.spec.balanced_batches else torch.stack(losses).mean()
+        return self.accelerator.reduce(total, reduction="mean").item()
 
     def observe(self, observed: list[tuple[int, int, int, float]]) -> None:
         """Every process's observations of this step, on every process (the state stays identical)."""
@@ -123,14 +145,16 @@ class TrainTask:
             self.remining.observe(dataset, row, step, score)
 
     def loss_for(self, batch):
-        """CoSENT for a batch of scored pairs (an STS dataset's: batches are homogeneous), else the
-        contrastive loss of the spec."""
-        if batch.scores is None:
-            return self.loss_fn
-        from tdro.modeling.losses import CoSENTLoss
+        """CoSENT for a batch of scored pairs (an STS dataset's: batches are homogeneous or balanced), the
+        balanced InfoNCE for a retrieval task of a balanced step, else the contrastive loss of the spec."""
+        if batch.scores is not None:
+            from tdro.modeling.losses import CoSENTLoss
 
-        card = self.stream.cards[int(batch.dataset_ids[0])]
-        return CoSENTLoss(batch.scores, card.cosent_scale)
+            card = self.stream.cards[int(batch.dataset_ids[0])]
+            return CoSENTLoss(batch.scores, card.cosent_scale)
+        if self.spec.balanced_batches:
+            return _Balanced(batch.passages_per_query, self.spec.loss.temperature)
+        return self.loss_fn
 
     def after_step(self, record: StepRecord) -> dict[str, float]:
         curves = {} if record.dataset == "mixed" else {keys.dataset_loss(record.dataset): record.loss}
@@ -191,7 +215,8 @@ def run(stage: TrainStageFile, *, stop_after_step: int | None = None) -> TrainRe
     stream = TrainingStream(
         cards,
         [weights[c.name] for c in cards],
-        mode=MixtureMode.homogeneous if spec.homogeneous_batches else MixtureMode.mixed,
+        mode=(MixtureMode.balanced if spec.balanced_batches
+              else MixtureMode.homogeneous if spec.homogeneous_batches else MixtureMode.mixed),
         batch_size=spec.batch_size,
         passages_per_query=spec.passages_per_query,
         seed=stage.seed,
