@@ -8,39 +8,16 @@ own positive; the mean cross-entropy is the same number on every process.
 
 Gradients: q and the positives are computed by every process alike, the negatives by their own process
 only. DDP averages the processes' gradients, so the local negatives' gradient is multiplied by the world
-size W in the backward pass (`_scaled_gather`): the average is then exactly the gradient of the same loss
-computed by one process holding every negative. The value is not scaled.
+size W in the backward pass (`gather_with_grad(..., grad_factor=W)`): the average is then exactly the
+gradient of the same loss computed by one process holding every negative. The value is not scaled.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
-from tdro.modeling.losses.gather import world_size
-
-
-class _ScaleGrad(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, tensor: torch.Tensor, factor: float) -> torch.Tensor:  # type: ignore[override]
-        ctx.factor = factor
-        return tensor.view_as(tensor)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        return grad * ctx.factor, None
-
-
-def _scaled_gather(tensor: torch.Tensor) -> torch.Tensor:
-    """Every process's `tensor` in rank order; the local slot keeps its gradient, times the world size."""
-    world = world_size()
-    if world == 1:
-        return tensor
-    slots = [torch.empty_like(tensor) for _ in range(world)]
-    dist.all_gather(slots, tensor.detach().contiguous())
-    slots[dist.get_rank()] = _ScaleGrad.apply(tensor, float(world))
-    return torch.cat(slots, dim=0)
+from tdro.modeling.losses.gather import gather_with_grad, world_size
 
 
 def balanced_info_nce(q: torch.Tensor, p: torch.Tensor, *, passages_per_query: int,
@@ -50,6 +27,6 @@ def balanced_info_nce(q: torch.Tensor, p: torch.Tensor, *, passages_per_query: i
         raise ValueError(f"{p.shape[0]} passages for {b} queries x {n} (a positive and hard negatives each)")
     blocks = p.view(b, n, -1)
     positives = blocks[:, 0]
-    negatives = _scaled_gather(blocks[:, 1:].reshape(b * (n - 1), -1))
+    negatives = gather_with_grad(blocks[:, 1:].reshape(b * (n - 1), -1), grad_factor=float(world_size()))
     scores = q.float() @ torch.cat([positives, negatives]).float().T / temperature
     return F.cross_entropy(scores, torch.arange(b, device=scores.device))
