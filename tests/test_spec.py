@@ -243,7 +243,7 @@ def test_paper_spec_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     for card in exp.arms[0].datasets:
         (dedup / Path(card.path).name).write_text('{"query": "q", "positive_passages": [{"text": "p"}]}\n')
     for bench in exp.arms[0].benchmarks:
-        rel = Path(bench.path).relative_to("benchmarks")
+        rel = Path(bench.path).relative_to(Path("benchmarks").resolve())  # loading made the path absolute
         (tmp_path / "benchmarks" / rel).mkdir(parents=True, exist_ok=True)
     monkeypatch.setenv("TDRO_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("TDRO_BENCHMARKS", str(tmp_path / "benchmarks"))

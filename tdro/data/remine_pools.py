@@ -1,7 +1,8 @@
 """What re-mining replaces negatives with: each training row's pool of mined candidates, and their texts.
 
 Contract: `load_pools(candidates_file, reader)` reads the mine stage's folder that holds
-`candidates_file`: its stage file (which names the data it mined, `MineStageFile.data_path`), the
+`candidates_file`: its stage file (which names the data it mined, `MineStageFile.data_path`; a relative
+card path, written before plans made them absolute, is taken from the runs folder's parent), the
 candidates (each query's `top_k` ranked doc ids) and the corpus, read again as mining read it
 (`tdro.data.sources.read_source`). For every row of `reader` (the training groups, after dedup; rows are
 matched by `query_id`) the pool is its ranking within the mining depth, in rank order, minus the row's
@@ -48,7 +49,12 @@ def load_pools(candidates_file: str | Path, reader: JsonlReader) -> DatasetPools
         raise UserError(f"{folder}: not a mine stage's folder")
     ranked = {row["query_id"]: row["doc_ids"]
               for row in pq.read_table(candidates_file, columns=["query_id", "doc_ids"]).to_pylist()}
-    data = read_source(stage.dataset.source, stage.data_path, stage.dataset.split)
+    data_path = stage.data_path
+    if stage.data is None and not Path(stage.dataset.path).is_absolute():
+        # a stage file from before card paths were made absolute: relative to where the plan ran,
+        # which is the runs folder's parent in the default layout
+        data_path = (folder.parent.parent / stage.dataset.path).resolve()
+    data = read_source(stage.dataset.source, data_path, stage.dataset.split)
     corpus = dict(zip(data.doc_ids, data.passages, strict=True))
     start, end = stage.mine.depth
     decode = msgspec.json.Decoder(_QueryId)

@@ -260,7 +260,8 @@ def _resolve_cards(
                 problems.append(f"{where}: datasets[{i}] ({name}): data not found at {card.path}")
             elif (empty := _empty_dataset(card)) is not None:
                 problems.append(f"{where}: datasets[{i}] ({name}): {empty}")
-        datasets.append(card)
+        # absolute from here on: stage files must not depend on the directory a job runs in
+        datasets.append(card.model_copy(update={"path": str(card.resolved_path)}))
     benchmarks: list[BenchmarkCard] = []
     for i, name in enumerate(spec.evaluate.benchmarks):
         try:
@@ -270,7 +271,7 @@ def _resolve_cards(
             continue
         if check_data and not bench.generated_by and not Path(bench.path).expanduser().is_dir():
             problems.append(f"{where}: evaluate.benchmarks[{i}] ({name}): folder not found at {bench.path}")
-        benchmarks.append(bench)
+        benchmarks.append(bench.model_copy(update={"path": str(Path(bench.path).expanduser().resolve())}))
     if problems:
         raise UserError(*problems)
     assert model is not None
