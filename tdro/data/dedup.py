@@ -72,6 +72,11 @@ def _grams(text: str) -> list[str]:
     return [content[i : i + 4] for i in range(max(len(content) - 3, 1))]
 
 
+def _over_half(sums: np.ndarray, grams: np.ndarray) -> np.ndarray:
+    """The fingerprints whose bit i is set where the grams with bit i outweigh half of them."""
+    return np.packbits(2 * sums > grams[:, None], axis=1).view(">u8").ravel().astype(np.uint64)
+
+
 def _by_gram(texts: Sequence[str]) -> np.ndarray:
     """Fingerprints gram by gram in Python: texts the vectorised path cannot key (see the docstring)."""
     grams = [_grams(t) for t in texts]
@@ -79,8 +84,7 @@ def _by_gram(texts: Sequence[str]) -> np.ndarray:
     digests = b"".join(_gram_digest(gram) for text_grams in grams for gram in text_grams)
     bits = np.unpackbits(np.frombuffer(digests, dtype=np.uint8)).reshape(-1, 64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    sums = np.add.reduceat(bits, starts, axis=0, dtype=np.int64)
-    return np.packbits(2 * sums > lengths[:, None], axis=1).view(">u8").ravel().astype(np.uint64)
+    return _over_half(np.add.reduceat(bits, starts, axis=0, dtype=np.int64), lengths)
 
 
 def _by_key(contents: list[str]) -> np.ndarray:
@@ -103,8 +107,7 @@ def _by_key(contents: list[str]) -> np.ndarray:
     bits = np.unpackbits(np.frombuffer(digests, dtype=np.uint8)).reshape(-1, 64).astype(np.int32)
     rows = np.concatenate([[0], np.cumsum(lengths - 3)])  # text t's grams: rows[t]:rows[t + 1]
     counts = csr_matrix((np.ones(len(keys), dtype=np.int32), gram_of, rows), shape=(len(contents), len(bits)))
-    sums = counts @ bits
-    return np.packbits(2 * sums > (lengths - 3)[:, None], axis=1).view(">u8").ravel().astype(np.uint64)
+    return _over_half(counts @ bits, lengths - 3)
 
 
 def fingerprints(texts: Sequence[str], *, batch: int = 65536) -> np.ndarray:

@@ -7,13 +7,14 @@ optionally `negative_passages` (list, absent means empty); a passage is `{"text"
 
 A scored pair (an STS dataset, `DataSource.sts`) is `{"sentence1": str, "sentence2": str, "score":
 number}`, both sentences non-blank; `decode_scored_pair(raw)` returns a `ScoredPair` or raises `BadLine`.
-`decoder_for(source)` is the decoder a dataset card's rows need.
+`decoder_for(source)` is the decoder a dataset card's rows need. `decode_query_id(raw)` is a line's
+`query_id` (any JSON value, not validated), or None.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -51,8 +52,13 @@ class ScoredPair(msgspec.Struct, frozen=True, gc=False):
     score: float
 
 
+class _QueryId(msgspec.Struct):
+    query_id: Any = None
+
+
 _DECODER = msgspec.json.Decoder(QueryGroup)
 _PAIR_DECODER = msgspec.json.Decoder(ScoredPair)
+_ID_DECODER = msgspec.json.Decoder(_QueryId)
 
 
 def _reason(err: msgspec.MsgspecError) -> str:
@@ -71,6 +77,11 @@ def decode_group(raw: bytes | memoryview | str) -> QueryGroup:
         return _DECODER.decode(raw)
     except msgspec.MsgspecError as err:
         raise BadLine(_reason(err)) from None
+
+
+def decode_query_id(raw: bytes | memoryview | str) -> Any:
+    """The `query_id` of a line already known to be valid JSON (mined groups carry one)."""
+    return _ID_DECODER.decode(raw).query_id
 
 
 def decode_scored_pair(raw: bytes | memoryview | str) -> ScoredPair:

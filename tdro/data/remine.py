@@ -14,7 +14,7 @@ Contract:
 - `observe(d, row, step, score)` records a use (the training step's own forward: no extra encoding).
   `check(step, observations)` applies the observations of the interval (every process's, gathered) in
   (step, dataset, row) order, replaces the negatives of every stale row that has a next slice, and
-  returns a `CheckCount` per dataset. A replacement decided at step t takes effect for the draws of
+  returns a `CheckCount` per re-mined dataset. A replacement decided at step t takes effect for the draws of
   steps >= t + 2: the draw of step t + 1 may already be running (prefetch), so the delay is fixed and a
   resumed run draws exactly what an uninterrupted one draws. An observation of negatives that were
   replaced meanwhile is ignored; the first use of new negatives sets their `initial`.
@@ -95,6 +95,8 @@ class Remining:
     def check(self, step: int, observations: Iterable[Observation]) -> list[CheckCount]:
         seen: set[tuple[int, int]] = set()
         for obs in sorted(observations, key=lambda o: (o.step, o.dataset, o.row)):
+            if not self.remines(obs.dataset):
+                continue  # a dataset without a mined ranking has nothing to replace
             key = (obs.dataset, obs.row)
             state = self.rows.setdefault(key, _Row())
             if state.effective and obs.step < state.effective[-1]:
@@ -104,7 +106,7 @@ class Remining:
             elif obs.step > state.initial_step:
                 state.current = obs.score
                 seen.add(key)
-        counts: dict[int, list[int]] = {d: [0, 0, 0] for d in range(len(self.pools))}
+        counts: dict[int, list[int]] = {d: [0, 0, 0] for d in range(len(self.pools)) if self.remines(d)}
         for key in sorted(seen):
             state = self.rows[key]
             assert state.initial is not None and state.current is not None

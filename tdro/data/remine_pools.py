@@ -18,16 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
-
 from tdro.data.reader import JsonlReader
-from tdro.data.records import Passage, QueryGroup
+from tdro.data.records import Passage, decode_group, decode_query_id
 from tdro.data.remine import Remining
 from tdro.errors import UserError
-
-
-class _QueryId(msgspec.Struct):
-    query_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,12 +51,10 @@ def load_pools(candidates_file: str | Path, reader: JsonlReader) -> DatasetPools
     data = read_source(stage.dataset.source, data_path, stage.dataset.split)
     corpus = dict(zip(data.doc_ids, data.passages, strict=True))
     start, end = stage.mine.depth
-    decode = msgspec.json.Decoder(_QueryId)
     pools: list[list[str]] = []
     for row in range(len(reader)):
-        query_id = decode.decode(reader.raw(row)).query_id
-        group = reader[row]
-        assert isinstance(group, QueryGroup)
+        raw = reader.raw(row)
+        query_id, group = decode_query_id(raw), decode_group(raw)
         used = {p.docid for p in (*group.positives, *group.negatives)}
         pools.append([d for d in ranked.get(query_id, [])[start:end] if d not in used and d in corpus])
     passages = {d: corpus[d] for pool in pools for d in pool}

@@ -190,6 +190,11 @@ def _source_fingerprint(card: DatasetCard, cache: FingerprintCache) -> str:
         raise UserError(*(f"dataset {card.name}: {p}" for p in exc.problems)) from None
 
 
+def _sts_datasets(arm: Arm) -> list[str]:
+    """The arm's datasets of scored pairs (CoSENT), which stage 1 cannot weigh."""
+    return [card.name for card in arm.datasets if card.source is DataSource.sts]
+
+
 def _without_model(common: dict[str, Any]) -> dict[str, Any]:
     """The common stage-file fields of a stage that loads no model and runs as one process."""
     return {**common, "resources": ResourcesSpec(), "model": None, "model_weights": None}
@@ -348,7 +353,7 @@ class _Builder:
         training = {**common, "datasets": datasets, "prepared_data": prepared,
                     "dataset_fingerprints": {n: f for n, f in fingerprints.items() if n not in prepared},
                     "data": spec.data}
-        scored = [card.name for card in arm.datasets if card.source is DataSource.sts]
+        scored = _sts_datasets(arm)
         if scored and len(arm.datasets) > 1 and not (spec.train.homogeneous_batches
                                                       or spec.train.balanced_batches):
             raise UserError(f"dataset {scored[0]}: STS pairs (CoSENT) cannot share a batch with query "
@@ -380,8 +385,7 @@ class _Builder:
         """Stage 1 and the stage-2 trainings of its transfers, appended to `model_stages`."""
         spec = arm.spec
         assert spec.dro is not None
-        scored = [card.name for card in arm.datasets if card.source is DataSource.sts]
-        if scored:
+        if scored := _sts_datasets(arm):
             raise UserError(f"dataset {scored[0]}: STS pairs (CoSENT) have no per-query retrieval loss for "
                             "stage 1 to weigh; set dro: null and transfer: [] to train the baseline only")
         measure = spec.dro.measure.value

@@ -16,14 +16,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
-
-import msgspec
 
 from tdro import utf8
 from tdro.data.dedup import BenchmarkQuery, QueryIndex, fingerprints
 from tdro.data.files import dataset_files
-from tdro.data.records import BadLine, decode_group
+from tdro.data.records import BadLine, decode_group, decode_query_id
 from tdro.errors import UserError
 from tdro.spec.cards import BenchmarkCard
 from tdro.spec.stage_file import DedupStageFile
@@ -67,13 +64,6 @@ def benchmark_queries(cards: Sequence[BenchmarkCard]) -> list[BenchmarkQuery]:
     return items
 
 
-class _QueryId(msgspec.Struct):
-    query_id: Any = None  # any JSON value, named by its str(): ids are not validated here
-
-
-_ID_DECODER = msgspec.json.Decoder(_QueryId)
-
-
 def _rows(path: Path) -> Iterator[tuple[str, bytes, str]]:
     """(query id, raw line, query) of each query-group line; ids from the line, else `q<row>`."""
     row = 0
@@ -87,7 +77,7 @@ def _rows(path: Path) -> Iterator[tuple[str, bytes, str]]:
                 group = decode_group(text)
             except BadLine as exc:
                 raise UserError(f"{file}:{number}: {exc}") from None
-            query_id = _ID_DECODER.decode(text).query_id
+            query_id = decode_query_id(text)
             name = str(query_id) if query_id is not None else f"q{row}"
             yield name, text.rstrip("\r\n").encode(), group.query
             row += 1

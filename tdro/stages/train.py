@@ -160,10 +160,9 @@ class TrainTask:
         curves = {} if record.dataset == "mixed" else {keys.dataset_loss(record.dataset): record.loss}
         if self.remining is not None and self.spec.remine and record.step % self.spec.remine.every == 0:
             for count in self.remining.check(record.step, self.remining.take_pending()):
-                if self.remining.remines(count.dataset):
-                    name = self.stream.names[count.dataset]
-                    self.checks.append({**asdict(count), "dataset": name})
-                    curves[keys.remined(name)] = float(count.groups_remined)
+                name = self.stream.names[count.dataset]
+                self.checks.append({**asdict(count), "dataset": name})
+                curves[keys.remined(name)] = float(count.groups_remined)
         return curves
 
     def state_dict(self) -> dict[str, Any]:
