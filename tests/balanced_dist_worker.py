@@ -54,6 +54,8 @@ def main(out_prefix: str) -> None:
     weight.grad /= accelerator.num_processes  # what DDP does with every parameter's gradient
     torch.save({"world": accelerator.num_processes, "loss": loss.item(), "grad": weight.grad},
                f"{out_prefix}.rank{accelerator.process_index}.pt")
+    accelerator.wait_for_everyone()
+    dist.destroy_process_group()  # a gloo group left open can abort the process at exit
 
 
 if __name__ == "__main__":
