@@ -227,6 +227,21 @@ def test_cache_keys_on_texts_and_model(tmp_path: Path, tiny_decoder_dir: Path) -
     assert model_identity(folder, config, "bfloat16", cache) != key
 
 
+def test_mining_a_corpus_fills_the_cache_its_evaluation_reads(tmp_path: Path, minilm_dir: Path) -> None:
+    """The real experiment mines the SciFact and NFCorpus train splits over the corpora their test sets
+    search: the base model's zero-shot evaluation then encodes only its queries."""
+    from tdro.data.miner import mine
+    from tdro.data.sources import read_beir_split
+    from tdro.spec.experiment import MineSpec
+
+    cache = EmbeddingCache(tmp_path / "cache")
+    settings = SearchSettings(parse_metrics(["ndcg@10"]), top_k=10)
+    evaluator = Evaluator.load(resolve_folder(minilm_dir), settings, cache=cache, show_progress=False)
+    mined = mine(read_beir_split(FIXTURE, "dev"), evaluator, MineSpec(negatives=2, depth=(1, 6), top_k=6))
+    assert mined is not None and mined.passages_encoded == 26
+    assert evaluator.evaluate(load_beir(FIXTURE, "test")).encoded == {"query": 10, "passage": 0}
+
+
 def test_a_card_turns_ignore_identical_ids_on(tmp_path: Path, minilm_dir: Path, monkeypatch) -> None:
     """ArguAna's and Quora's cards carry ignore_identical_ids: true; `tdro eval` on a card follows it."""
     registry = tmp_path / "registry"

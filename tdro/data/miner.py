@@ -4,8 +4,10 @@ Contract:
 - `mine(data, evaluator, spec)` ranks the dataset's corpus (`SourceData.passages`) for every query with
   the evaluator's encoder (its length-sorted batches, embedding cache and processes: `Evaluator.embed`)
   and exact inner-product search in chunks of `spec.chunk_size` (`tdro.retrieval.search.TopK`); queries
-  get no instruction (the reference mines without one). It returns `MinedData` on the main process and
-  None on the others. The selection of each query's negatives is `tdro.data.mining.select_negatives`.
+  get no instruction (the reference mines without one). The cache roles are the evaluation's
+  (`tdro.retrieval.evaluator.corpus_role`), so evaluating the mining model on the same corpus reuses them.
+  It returns `MinedData` on the main process and None on the others. The selection of each query's
+  negatives is `tdro.data.mining.select_negatives`.
 - A query with no candidate left is dropped (`no_candidates_dropped`), one with fewer than asked is kept
   (`short_groups`). Groups keep the source's order.
 - `MinedData.lines()` are the training-format lines (`tdro.data.records`) with `query_id`, passages as
@@ -90,12 +92,13 @@ def _positive_scores(groups: list[SourceGroup], queries: np.ndarray, blocks) -> 
 
 def mine(data: SourceData, evaluator: Evaluator, spec: MineSpec) -> MinedData | None:
     """Rank, select and count (see the module docstring); None on processes other than the main one."""
+    from tdro.retrieval.evaluator import QUERY_ROLE, corpus_role
     from tdro.retrieval.search import TopK
     from tdro.spec.retriever import format_passage, format_query
 
     config = evaluator.encoder.config
     queries = [format_query(g.query, None, config) for g in data.groups]
-    q_vectors, _ = evaluator.embed(queries, role="mine query", max_length=config.query_max_length)
+    q_vectors, _ = evaluator.embed(queries, role=QUERY_ROLE, max_length=config.query_max_length)
     top = TopK(q_vectors, spec.top_k) if q_vectors is not None else None
     listeners: list = []
     lowest = _positive_scores(data.groups, q_vectors, listeners) if q_vectors is not None else None
@@ -104,8 +107,8 @@ def mine(data: SourceData, evaluator: Evaluator, spec: MineSpec) -> MinedData | 
     encoded = 0
     for number, start in enumerate(chunks, start=1):
         docs = [format_passage(t, None, config) for t in texts[start : start + spec.chunk_size]]
-        role = "mine passage" if len(chunks) == 1 else f"mine passage {number}/{len(chunks)}"
-        vectors, count = evaluator.embed(docs, role=role, max_length=config.passage_max_length)
+        vectors, count = evaluator.embed(docs, role=corpus_role(number, len(chunks)),
+                                         max_length=config.passage_max_length)
         encoded += count
         if top is not None and vectors is not None:
             top.add(vectors, start)

@@ -33,6 +33,16 @@ if TYPE_CHECKING:
     from tdro.modeling.encoder import Encoder
 
 
+QUERY_ROLE = "query"
+
+
+def corpus_role(number: int, chunks: int) -> str:
+    """The cache role of corpus chunk `number` of `chunks`. Mining uses these roles too: the cache key
+    already holds the formatted texts and the max length, and the encoder does not depend on the role, so
+    a corpus mined with the base model is not encoded again by that model's zero-shot evaluation."""
+    return "passage" if chunks == 1 else f"passage {number}/{chunks}"
+
+
 class BenchmarkResult(BenchmarkRecord):
     """A benchmark's evaluation: its `result.json` record plus what only this process needs."""
 
@@ -138,13 +148,13 @@ class Evaluator:
         """Encode formatted `queries`, then encode and search the formatted `docs` one chunk of
         `chunk_size` documents at a time: `(scores, indices, encoded)` on main, None elsewhere."""
         config, s = self.encoder.config, self.settings
-        q_vectors, q_encoded = self.embed(queries, role="query", max_length=config.query_max_length)
+        q_vectors, q_encoded = self.embed(queries, role=QUERY_ROLE, max_length=config.query_max_length)
         top = TopK(q_vectors, top_k, exclude=exclude) if q_vectors is not None else None
         d_encoded = 0
         chunks = range(0, len(docs), s.chunk_size)
         for number, start in enumerate(chunks, start=1):
-            role = "passage" if len(chunks) == 1 else f"passage {number}/{len(chunks)}"
-            vectors, encoded = self.embed(docs[start : start + s.chunk_size], role=role,
+            vectors, encoded = self.embed(docs[start : start + s.chunk_size],
+                                          role=corpus_role(number, len(chunks)),
                                           max_length=config.passage_max_length)
             d_encoded += encoded
             if top is not None and vectors is not None:
