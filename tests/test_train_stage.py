@@ -17,12 +17,16 @@ from tdro.stages.loop import StoppedEarly
 from tests.train_helpers import dataset_cards, model_card, stage_file
 
 
-def test_tiny_bert_learns_and_reloads(tmp_path, tiny_bert_dir):
+def test_tiny_bert_learns_and_reloads(tmp_path, tiny_bert_dir, capsys):
     cards = dataset_cards(tmp_path / "data")
     stage = stage_file(tmp_path / "run", model_card(tiny_bert_dir), cards, steps=20, learning_rate=3e-3)
     result = train.run(stage)
     rows = pq.read_table(tmp_path / "run" / "metrics.parquet").to_pylist()
     assert [r["step"] for r in rows] == list(range(1, 21))
+    progress = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    # stage.log shows every second step of 20, with the loss the metrics file holds
+    assert [line.split()[1] for line in progress] == [f"{k}/20" for k in range(2, 21, 2)]
+    assert [line.split()[3] for line in progress] == [f"{r['loss']:.4f}" for r in rows[1::2]]
     first, last = sum(r["loss"] for r in rows[:4]) / 4, sum(r["loss"] for r in rows[-4:]) / 4
     assert last < 0.6 * first, (first, last)
     assert {r["dataset"] for r in rows} <= {"alpha", "beta"}

@@ -12,6 +12,7 @@ step (stage 1: alpha's trajectory) and its extra state, which is checkpointed an
   good checkpoint stays.
 - `stop_after_step` (or `TDRO_STOP_AFTER_STEP=k`, tests only) raises `StoppedEarly` after step k as if
   the job had been killed there: no outputs (exit 3).
+- The main process prints a progress line (`progress_line`) about ten times per run, into `stage.log`.
 - On the main process `run_loop` returns a `LoopEnd` (the step records, the step resumed from, the wall
   time so far); on the others None, and the stage writes nothing.
 """
@@ -48,6 +49,14 @@ class StepRecord:
     dataset: str  # the batch's dataset, or "mixed"
     grad_norm: float
     seconds: float
+
+
+def progress_line(record: StepRecord, steps: int) -> str | None:
+    """The `stage.log` line of a step: about ten per run (every `ceil(steps / 10)` steps) and the last."""
+    if record.step % math.ceil(steps / 10) and record.step != steps:
+        return None
+    return (f"step {record.step}/{steps}  loss {record.loss:.4f}  lr {record.lr:.2e}  "
+            f"grad norm {record.grad_norm:.3f}  {record.seconds:.1f} s/step  batch {record.dataset}")
 
 
 @dataclass(frozen=True)
@@ -179,6 +188,9 @@ def run_loop(
             record = StepRecord(step, loss, lr, dataset_label(datasets), grad_norm, time.perf_counter() - t0)
             records.append(record)
             curves = task.after_step(record)
+            line = progress_line(record, steps) if accelerator.is_main_process else None
+            if line is not None:
+                print(line, flush=True)
             tracker.log({
                 keys.LOSS: record.loss, keys.LR: record.lr, keys.GRAD_NORM: record.grad_norm,
                 keys.SECONDS: record.seconds, keys.QUERIES_PER_SECOND: queries_per_step / record.seconds,
